@@ -1,0 +1,55 @@
+"""The `llm-platform` command: a thin front door over the core; no pipeline logic lives here."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from llm_platform import logs
+from llm_platform.errors import PlatformError
+
+app = typer.Typer(
+    name="llm-platform",
+    help="Delivery pipeline of the LLM-serving platform: modelcars, tofu, GitOps lint and digest bumps.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")] = False,
+) -> None:
+    logs.configure(verbose)
+
+
+# Sub-command groups: one module each, registered here.
+# (each line: `from llm_platform.cli import X as _X` + `app.add_typer(_X.app, name=...)` or `_X.register(app)`)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; expected failures become one line on stderr and a non-zero exit code."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="llm-platform", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        print("llm-platform: aborted", file=sys.stderr)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except PlatformError as exc:
+        print(f"llm-platform: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

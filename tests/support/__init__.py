@@ -1,0 +1,1 @@
+"""Test harness: real tools and services started per test run (never assumed running)."""
