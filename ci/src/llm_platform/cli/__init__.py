@@ -30,6 +30,10 @@ def _root(
 
 # Sub-command groups: one module each, registered here.
 # (each line: `from llm_platform.cli import X as _X` + `app.add_typer(_X.app, name=...)` or `_X.register(app)`)
+from llm_platform.cli import modelcar as _modelcar  # noqa: E402
+app.add_typer(_modelcar.app, name="modelcar")
+from llm_platform.cli import tofu as _tofu  # noqa: E402
+app.add_typer(_tofu.app, name="tofu")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,61 @@
+"""`llm-platform modelcar ...`: build modelcar images and show the spec schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llm_platform.modelcar.build import build_layout
+from llm_platform.modelcar.spec import spec_json_schema
+
+app = typer.Typer(
+    name="modelcar",
+    help="Modelcars: OCI images carrying a model's weights under /models (KServe oci://).",
+    no_args_is_help=True,
+)
+
+
+@app.command("build")
+def build(
+    spec: Annotated[Path, typer.Argument(help="Modelcar spec, e.g. modelcars/minilm-demo.yaml.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory to write the OCI image layout to.")
+    ],
+    source_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--source-dir", help="Take the model files from this directory instead of Hugging Face."
+        ),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base", help="Base image overriding the spec's: a digest-pinned reference or oci:DIR\\[:TAG]."
+        ),
+    ] = None,
+    platform: Annotated[
+        str,
+        typer.Option("--platform", help="Platform picked from a multi-platform base (os/arch\\[/variant])."),
+    ] = "linux/amd64",
+    hf_token: Annotated[
+        str | None,
+        typer.Option(
+            "--hf-token", help="Hugging Face token (default: $HF_TOKEN); never logged.", show_default=False
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the build result as JSON instead.")] = False,
+) -> None:
+    """Build the modelcar image of SPEC as an OCI layout; print its digest-pinned reference."""
+    result = build_layout(
+        spec, output=output, source_dir=source_dir, base=base, platform=platform, hf_token=hf_token
+    )
+    typer.echo(result.model_dump_json(indent=2) if as_json else result.reference)
+
+
+@app.command("schema")
+def schema() -> None:
+    """Print the JSON schema of modelcar specs (published as modelcars/modelcar.schema.json)."""
+    typer.echo(json.dumps(spec_json_schema(), indent=2, sort_keys=True))

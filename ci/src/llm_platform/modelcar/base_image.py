@@ -1,0 +1,224 @@
+"""The base image a modelcar is built on: from a local OCI layout (`oci:DIR[:TAG]`) or a registry.
+
+An image index is resolved to the manifest of the requested platform (linux/amd64 by default).
+Manifests and configs are verified against their digests when read; layers are verified while
+they are streamed into the output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llm_platform.errors import InputError, PlatformError
+from llm_platform.modelcar.blob import (
+    DOCKER_TO_OCI,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    Blob,
+    StreamBlob,
+    read_file_chunks,
+    sha256_digest,
+)
+from llm_platform.modelcar.reference import DIGEST_RE, parse_reference
+from llm_platform.modelcar.registry_pull import RegistryPuller
+
+REF_NAME = "org.opencontainers.image.ref.name"
+_PLATFORM_RE = re.compile(r"^(?P<os>[a-z0-9]+)/(?P<arch>[a-z0-9_]+)(?:/(?P<variant>[a-z0-9]+))?$")
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+    def matches(self, entry: dict[str, Any]) -> bool:
+        if entry.get("os") != self.os or entry.get("architecture") != self.architecture:
+            return False
+        variant = entry.get("variant")
+        if self.variant is None:
+            # arm64 images carry variant v8 or none; other unqualified requests take the first match.
+            return variant in (None, "", "v8") if self.architecture == "arm64" else True
+        return variant == self.variant or (
+            variant in (None, "") and (self.architecture, self.variant) == ("arm64", "v8")
+        )
+
+
+def parse_platform(text: str) -> Platform:
+    match = _PLATFORM_RE.match(text)
+    if not match:
+        raise InputError(f"--platform {text!r}: expected os/arch[/variant], e.g. linux/amd64")
+    return Platform(match["os"], match["arch"], match["variant"])
+
+
+@dataclass
+class BaseImage:
+    """A resolved single-platform base image: its manifest digest, config, and layers."""
+
+    reference: str
+    manifest_digest: str
+    config: dict[str, Any]
+    layers: list[Blob]
+
+
+class _Reader:
+    """Manifests and blobs of one image, wherever they live."""
+
+    origin: str
+
+    def manifest(self, descriptor_or_ref: str) -> tuple[bytes, str]:
+        raise NotImplementedError
+
+    def blob(self, digest: str) -> bytes:
+        raise NotImplementedError
+
+    def layer(self, descriptor: dict[str, Any]) -> Blob:
+        raise NotImplementedError
+
+
+class _LayoutReader(_Reader):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.origin = f"oci:{root}: "
+
+    def _path(self, digest: str) -> Path:
+        if not DIGEST_RE.match(digest):
+            raise PlatformError(f"{self.origin}unsupported or malformed digest {digest!r}")
+        return self.root / "blobs" / "sha256" / digest.removeprefix("sha256:")
+
+    def blob(self, digest: str) -> bytes:
+        try:
+            data = self._path(digest).read_bytes()
+        except FileNotFoundError:
+            raise PlatformError(f"{self.origin}blob {digest} is missing from the layout") from None
+        if sha256_digest(data) != digest:
+            raise PlatformError(f"{self.origin}blob {digest} does not match its digest")
+        return data
+
+    def manifest(self, descriptor_or_ref: str) -> tuple[bytes, str]:
+        data = self.blob(descriptor_or_ref)
+        return data, str(json.loads(data).get("mediaType", ""))
+
+    def layer(self, descriptor: dict[str, Any]) -> Blob:
+        path = self._path(descriptor["digest"])
+        if not path.is_file():
+            raise PlatformError(f"{self.origin}layer {descriptor['digest']} is missing from the layout")
+        return _layer_blob(descriptor, lambda: read_file_chunks(path), self.origin)
+
+
+class _RegistryReader(_Reader):
+    def __init__(self, puller: RegistryPuller) -> None:
+        self.puller = puller
+        self.origin = f"{puller.ref.name}: "
+
+    def manifest(self, descriptor_or_ref: str) -> tuple[bytes, str]:
+        return self.puller.manifest(descriptor_or_ref)
+
+    def blob(self, digest: str) -> bytes:
+        return self.puller.blob(digest)
+
+    def layer(self, descriptor: dict[str, Any]) -> Blob:
+        digest = descriptor["digest"]
+        return _layer_blob(descriptor, lambda: self.puller.stream_blob(digest), self.origin)
+
+
+def _layer_blob(descriptor: dict[str, Any], opener: Any, origin: str) -> Blob:
+    media_type = DOCKER_TO_OCI.get(descriptor["mediaType"], descriptor["mediaType"])
+    return StreamBlob(
+        media_type,
+        descriptor["digest"],
+        int(descriptor["size"]),
+        opener,
+        descriptor.get("annotations"),
+        origin,
+    )
+
+
+def _select_platform(index: dict[str, Any], platform: Platform, origin: str) -> dict[str, Any]:
+    entries = index.get("manifests") or []
+    for entry in entries:
+        if platform.matches(entry.get("platform") or {}):
+            return dict(entry)
+    available = sorted(
+        "/".join(p for p in (e.get("platform", {}).get(k) for k in ("os", "architecture", "variant")) if p)
+        for e in entries
+    )
+    raise InputError(
+        f"{origin}no manifest for platform {platform} (available: {', '.join(available) or 'none'})"
+    )
+
+
+def _resolve(reader: _Reader, first: str, reference: str, platform: Platform) -> BaseImage:
+    data, media_type = reader.manifest(first)
+    digest = sha256_digest(data)
+    document = json.loads(data)
+    if media_type in INDEX_TYPES or "manifests" in document:
+        entry = _select_platform(document, platform, reader.origin)
+        data, media_type = reader.manifest(entry["digest"])
+        digest, document = sha256_digest(data), json.loads(data)
+    if media_type not in MANIFEST_TYPES and "config" not in document:
+        raise PlatformError(
+            f"{reader.origin}{digest} is not an image manifest ({media_type or 'no media type'})"
+        )
+    config = json.loads(reader.blob(document["config"]["digest"]))
+    actual = Platform(config.get("os", ""), config.get("architecture", ""), config.get("variant"))
+    if (actual.os, actual.architecture) != (platform.os, platform.architecture):
+        raise InputError(f"{reader.origin}base image is {actual}, not the requested {platform}")
+    layers = [reader.layer(layer) for layer in document.get("layers", [])]
+    if len(layers) != len(config.get("rootfs", {}).get("diff_ids", [])):
+        raise PlatformError(f"{reader.origin}config rootfs.diff_ids does not match the manifest's layers")
+    return BaseImage(reference=reference, manifest_digest=digest, config=config, layers=layers)
+
+
+def _layout(reference: str, platform: Platform) -> BaseImage:
+    rest = reference.removeprefix("oci:")
+    directory, tag = rest, None
+    head, sep, tail = rest.rpartition(":")
+    if sep and head and "/" not in tail and not Path(rest).exists():
+        directory, tag = head, tail
+    root = Path(directory)
+    try:
+        index = json.loads((root / "index.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            f"--base {reference}: not an OCI layout (index.json: {exc.__class__.__name__})"
+        ) from None
+    reader = _LayoutReader(root)
+    entries = index.get("manifests") or []
+    if tag is not None:
+        entries = [e for e in entries if (e.get("annotations") or {}).get(REF_NAME) == tag]
+        if not entries:
+            raise InputError(f"--base {reference}: no image tagged {tag!r} in the layout")
+    if len(entries) != 1:
+        if tag is None and entries and all("platform" in e for e in entries):
+            entries = [_select_platform(index, platform, reader.origin)]
+        else:
+            tags = sorted(
+                (e.get("annotations") or {}).get(REF_NAME, "?") for e in index.get("manifests") or []
+            )
+            raise InputError(
+                f"--base {reference}: the layout holds {len(entries)} images; name one of {tags}"
+            )
+    return _resolve(reader, entries[0]["digest"], reference, platform)
+
+
+def load_base(reference: str, platform: Platform | str = "linux/amd64") -> BaseImage:
+    """Resolve `oci:DIR[:TAG]` or a digest-pinned registry reference to one platform's image."""
+    if isinstance(platform, str):
+        platform = parse_platform(platform)
+    if reference.startswith("oci:"):
+        return _layout(reference, platform)
+    try:
+        ref = parse_reference(reference)
+    except ValueError as exc:
+        raise InputError(f"--base {reference!r}: {exc}") from None
+    if not ref.digest:
+        raise InputError(f"--base {reference!r}: a registry base must be pinned by digest (@sha256:...)")
+    return _resolve(_RegistryReader(RegistryPuller(ref)), ref.digest, reference, platform)

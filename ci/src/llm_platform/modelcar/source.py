@@ -1,0 +1,265 @@
+"""Where model files come from: a local directory or a Hugging Face repo at a resolved commit.
+
+Every file has a path (posix, relative to /models), a size, and a sha256 that is either known up
+front (the hub's LFS sha256) or computed the first time the file is read. Reading always goes
+through a verifying reader, so a download or a file that does not match what was recorded is an
+error, never a silently different layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import stat
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from llm_platform.errors import InputError, PlatformError
+from llm_platform.logs import get_logger
+from llm_platform.modelcar.paths import check_model_path, check_no_collisions
+from llm_platform.modelcar.spec import SHA1_RE, ModelcarSpec
+
+log = get_logger("modelcar.source")
+
+# Bookkeeping of git and of `hf download --local-dir`, never model content.
+LOCAL_SKIP_DIRS = (".git", ".cache/huggingface")
+
+
+class _VerifyingReader(io.RawIOBase):
+    """Reads a source stream, hashing it; at end of file checks size and (if known) sha256."""
+
+    def __init__(self, model_file: ModelFile, raw: BinaryIO) -> None:
+        self._file = model_file
+        self._raw = raw
+        self._hash = hashlib.sha256()
+        self._count = 0
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        if data:
+            buffer[: len(data)] = data
+            self._hash.update(data)
+            self._count += len(data)
+        elif not self._done:
+            self._done = True
+            self._file._verified(self._count, self._hash.hexdigest())
+        return len(data)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+@dataclass(eq=False)
+class ModelFile:
+    """One file of the model: `path` under /models, its `size`, and its content `sha256`."""
+
+    path: str
+    size: int
+    opener: Callable[[], BinaryIO] = field(repr=False)
+    known_sha256: str | None = None
+    origin: str = ""
+
+    @property
+    def sha256(self) -> str:
+        """Content sha256: the recorded one, or computed by reading the file once."""
+        if self.known_sha256 is None:
+            with self.open() as reader:
+                while reader.read(1 << 20):
+                    pass
+        assert self.known_sha256 is not None
+        return self.known_sha256
+
+    def open(self) -> BinaryIO:
+        """A reader of the file's bytes that fails at the end if size or sha256 differ from the record."""
+        return io.BufferedReader(_VerifyingReader(self, self.opener()), buffer_size=1 << 20)
+
+    def _verified(self, size: int, sha256: str) -> None:
+        if size != self.size:
+            raise PlatformError(
+                f"{self.origin}{self.path}: read {size} bytes, expected {self.size} (changed since it was listed?)"
+            )
+        if self.known_sha256 is not None and sha256 != self.known_sha256:
+            raise PlatformError(
+                f"{self.origin}{self.path}: sha256 {sha256} does not match the recorded {self.known_sha256}"
+            )
+        self.known_sha256 = sha256
+
+
+@dataclass
+class ModelSource:
+    """The selected files of one model, sorted by path, and the revision they are from."""
+
+    kind: str  # "local" or "huggingface"
+    location: str
+    revision: str
+    files: list[ModelFile]
+
+
+def select(paths: Iterable[str], spec: ModelcarSpec) -> set[str]:
+    """Paths kept by the spec's allow/ignore patterns, with huggingface_hub's matching rules."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    return set(
+        filter_repo_objects(
+            list(paths),
+            allow_patterns=list(spec.huggingface.allow_patterns) or None,
+            ignore_patterns=list(spec.huggingface.ignore_patterns) or None,
+        )
+    )
+
+
+def _finish(kind: str, location: str, revision: str, files: list[ModelFile]) -> ModelSource:
+    if not files:
+        raise InputError(f"{location}: no files match the spec's allow_patterns/ignore_patterns")
+    for model_file in files:
+        check_model_path(model_file.path, origin=location)
+    check_no_collisions((f.path for f in files), origin=location)
+    files.sort(key=lambda f: f.path.encode("utf-8"))
+    return ModelSource(kind=kind, location=location, revision=revision, files=files)
+
+
+def _walk_local(root: Path) -> dict[str, Path]:
+    """Relative posix path -> file to read, for every regular file (or in-tree file symlink) under root."""
+    real_root = root.resolve()
+    found: dict[str, Path] = {}
+    for directory, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = Path(directory).relative_to(root).as_posix()
+        rel_dir = "" if rel_dir == "." else rel_dir + "/"
+        for name in sorted(dirnames):
+            rel = rel_dir + name
+            if rel in LOCAL_SKIP_DIRS:
+                dirnames.remove(name)
+            elif (Path(directory) / name).is_symlink():
+                dirnames.remove(name)
+                filenames.append(name)  # judged below with the file symlinks
+        for name in sorted(filenames):
+            full, rel = Path(directory) / name, rel_dir + name
+            if full.is_symlink():
+                target = Path(os.path.realpath(full))
+                if not target.is_relative_to(real_root):
+                    raise InputError(
+                        f"{root}: refusing model file {rel!r}: symlink leaves the source directory"
+                    )
+                if target.is_dir():
+                    raise InputError(f"{root}: refusing {rel!r}: symlinks to directories are not supported")
+            mode = full.stat().st_mode
+            if not stat.S_ISREG(mode):
+                raise InputError(f"{root}: refusing model file {rel!r}: not a regular file")
+            found[rel] = full
+    return found
+
+
+def local_source(spec: ModelcarSpec, root: Path) -> ModelSource:
+    """The spec's files from a local directory (patterns applied as for the hub).
+
+    The directory is trusted to hold the spec's revision: the revision recorded is the spec's own.
+    """
+    if not root.is_dir():
+        raise InputError(f"--source-dir {root}: not a directory")
+    candidates = _walk_local(root)
+    files = [
+        ModelFile(
+            path=rel,
+            size=candidates[rel].stat().st_size,
+            opener=lambda p=candidates[rel]: p.open("rb"),  # type: ignore[misc]
+            origin=f"{root}/",
+        )
+        for rel in select(candidates, spec)
+    ]
+    return _finish("local", str(root), spec.huggingface.revision, files)
+
+
+def huggingface_source(
+    spec: ModelcarSpec,
+    *,
+    token: str | None = None,
+    cache_dir: Path | None = None,
+    endpoint: str | None = None,
+) -> ModelSource:
+    """The spec's files from the hub: the revision resolved to its commit sha, sizes and LFS sha256s
+    from the hub's metadata; each file is downloaded on first open (into the hub cache) and verified.
+    The token is passed to huggingface_hub only; it never appears in a log or an error."""
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    repo, revision = spec.huggingface.repo, spec.huggingface.revision
+    where = f"huggingface.co/{repo}@{revision}"
+    api = HfApi(endpoint=endpoint, token=token or None)
+    try:
+        info = api.model_info(repo, revision=revision, files_metadata=True)
+    except GatedRepoError:
+        raise InputError(
+            f"{where}: gated repo: accept its terms on the hub and pass a token (HF_TOKEN)"
+        ) from None
+    except RepositoryNotFoundError:
+        raise InputError(f"{where}: repository not found (or private: pass a token with HF_TOKEN)") from None
+    except RevisionNotFoundError:
+        raise InputError(f"{where}: revision not found (huggingface.revision)") from None
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise PlatformError(f"{where}: the hub answered HTTP {status}") from None
+    except OSError as exc:
+        raise PlatformError(f"{where}: cannot reach the hub: {exc.__class__.__name__}") from None
+    commit = info.sha or ""
+    if not SHA1_RE.match(commit):
+        raise PlatformError(f"{where}: the hub did not resolve the revision to a commit sha")
+    if SHA1_RE.match(revision) and commit != revision:
+        raise PlatformError(f"{where}: the hub resolved the pinned commit to {commit}")
+    log.info("%s resolved to commit %s", where, commit)
+    siblings = {s.rfilename: s for s in info.siblings or []}
+    files = []
+    for path in select(siblings, spec):
+        sibling = siblings[path]
+        lfs = sibling.lfs
+        size = lfs.size if lfs is not None else sibling.size
+        if size is None:
+            raise PlatformError(f"{where}: the hub gave no size for {path}")
+
+        def download(path: str = path) -> BinaryIO:
+            try:
+                local = hf_hub_download(
+                    repo, path, revision=commit, token=token or None, cache_dir=cache_dir, endpoint=endpoint
+                )
+            except HfHubHTTPError as exc:
+                status = exc.response.status_code if exc.response is not None else "?"
+                raise PlatformError(f"{where}: download of {path} failed: HTTP {status}") from None
+            except OSError as exc:
+                raise PlatformError(f"{where}: download of {path} failed: {exc.__class__.__name__}") from None
+            return Path(str(local)).open("rb")
+
+        files.append(
+            ModelFile(
+                path=path,
+                size=int(size),
+                opener=download,
+                known_sha256=lfs.sha256 if lfs is not None else None,
+                origin=f"{where}: ",
+            )
+        )
+    return _finish("huggingface", where, commit, files)
+
+
+def open_source(
+    spec: ModelcarSpec,
+    *,
+    source_dir: Path | None = None,
+    token: str | None = None,
+    cache_dir: Path | None = None,
+) -> ModelSource:
+    """`--source-dir` when given, otherwise the hub (token: the flag, else HF_TOKEN)."""
+    if source_dir is not None:
+        return local_source(spec, source_dir)
+    return huggingface_source(spec, token=token or os.environ.get("HF_TOKEN") or None, cache_dir=cache_dir)

@@ -1,0 +1,188 @@
+"""A loopback stand-in for the Hugging Face Hub (tests must not reach the internet).
+
+It serves the small part of the hub's HTTP API that huggingface_hub's `HfApi.model_info` and
+`hf_hub_download` use: model info with file metadata at a revision (a branch resolves to its
+commit), and `resolve/<commit>/<path>` downloads with the X-Repo-Commit/ETag headers. It records
+the Authorization headers it sees, and can serve wrong bytes for a file to test verification.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+
+@dataclass
+class HubRepo:
+    repo: str
+    commit: str
+    files: dict[str, bytes]
+    branches: dict[str, str] = field(default_factory=dict)  # name -> commit
+    lfs_suffixes: tuple[str, ...] = (".safetensors", ".bin")
+    private_token: str | None = None  # when set, requests without this bearer token get 401
+
+    def is_lfs(self, path: str) -> bool:
+        return path.endswith(self.lfs_suffixes)
+
+
+class HubServer:
+    def __init__(self) -> None:
+        self.repos: dict[str, HubRepo] = {}
+        self.authorizations: list[str | None] = []
+        self.downloads: list[str] = []
+        self.corrupt: set[str] = set()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def add(self, repo: HubRepo) -> HubRepo:
+        self.repos[repo.repo] = repo
+        return repo
+
+    def start(self) -> HubServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _send(
+                self, status: int, body: bytes, headers: dict[str, str], with_body: bool = True
+            ) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if with_body:
+                    self.wfile.write(body)
+
+            def _error(self, status: int, code: str, message: str) -> None:
+                body = json.dumps({"error": message}).encode()
+                self._send(
+                    status,
+                    body,
+                    {"Content-Type": "application/json", "X-Error-Code": code, "X-Error-Message": message},
+                )
+
+            def _repo(self, parts: list[str]) -> HubRepo | None:
+                repo = hub.repos.get("/".join(parts[:2]))
+                if repo is None or (
+                    repo.private_token and self.headers.get("Authorization") != f"Bearer {repo.private_token}"
+                ):
+                    self._error(401, "RepoNotFound", "Repository not found")
+                    return None
+                return repo
+
+            def _commit(self, repo: HubRepo, revision: str) -> str | None:
+                if revision == repo.commit:
+                    return repo.commit
+                if revision in repo.branches:
+                    return repo.branches[revision]
+                self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+                return None
+
+            def _serve(self, with_body: bool) -> None:
+                hub.authorizations.append(self.headers.get("Authorization"))
+                path = unquote(urlsplit(self.path).path)
+                parts = path.strip("/").split("/")
+                if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "revision":
+                    repo = self._repo(parts[2:4])
+                    if repo is None:
+                        return
+                    commit = self._commit(repo, "/".join(parts[5:]))
+                    if commit is None:
+                        return
+                    siblings = []
+                    for name, data in sorted(repo.files.items()):
+                        sibling: dict[str, object] = {
+                            "rfilename": name,
+                            "size": len(data),
+                            "blobId": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(),
+                        }
+                        if repo.is_lfs(name):
+                            sibling["lfs"] = {
+                                "sha256": hashlib.sha256(data).hexdigest(),
+                                "size": len(data),
+                                "pointerSize": 134,
+                            }
+                        siblings.append(sibling)
+                    body = json.dumps(
+                        {
+                            "id": repo.repo,
+                            "modelId": repo.repo,
+                            "sha": commit,
+                            "private": False,
+                            "siblings": siblings,
+                        }
+                    ).encode()
+                    self._send(200, body, {"Content-Type": "application/json"}, with_body)
+                    return
+                if len(parts) >= 5 and parts[2] == "resolve":
+                    repo = self._repo(parts[:2])
+                    if repo is None:
+                        return
+                    commit = self._commit(repo, parts[3])
+                    if commit is None:
+                        return
+                    name = "/".join(parts[4:])
+                    if name not in repo.files:
+                        self._error(404, "EntryNotFound", f"{name} does not exist")
+                        return
+                    data = repo.files[name]
+                    if name in hub.corrupt:
+                        data = bytes(b ^ 0x55 for b in data)
+                    etag = (
+                        hashlib.sha256(repo.files[name]).hexdigest()
+                        if repo.is_lfs(name)
+                        else hashlib.sha1(repo.files[name]).hexdigest()
+                    )
+                    if with_body:
+                        hub.downloads.append(name)
+                    self._send(
+                        200,
+                        data,
+                        {
+                            "X-Repo-Commit": commit,
+                            "ETag": f'"{etag}"',
+                            "Content-Type": "application/octet-stream",
+                        },
+                        with_body,
+                    )
+                    return
+                self._error(404, "NotFound", f"no route for {path}")
+
+            def do_GET(self) -> None:
+                self._serve(True)
+
+            def do_HEAD(self) -> None:
+                self._serve(False)
+
+        return Handler
+
+
+@pytest.fixture
+def hf_hub() -> Iterator[HubServer]:
+    """A loopback Hugging Face Hub stand-in; add repos with `hf_hub.add(HubRepo(...))`."""
+    server = HubServer().start()
+    yield server
+    server.stop()

@@ -1,0 +1,268 @@
+"""Base images: from a local OCI layout or a real registry (anonymous and basic auth), with the
+platform's manifest picked from an image index."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from tests.support import images
+from tests.support.images import BaseLayout, push_layout, skopeo_copy
+from tests.support.registry import Registry
+from tests.support.tools import require_tool, run
+
+busybox_layout = images.busybox_layout
+multiplatform_layout = images.multiplatform_layout
+
+from llm_platform.errors import InputError, PlatformError, RegistryError
+from llm_platform.modelcar.base_image import load_base
+from llm_platform.modelcar.build import build_layout
+from llm_platform.modelcar.reference import parse_reference
+
+SPEC = """\
+huggingface:
+  repo: example/tiny
+  revision: v1.0
+image:
+  repository: registry.example.com/modelcars/tiny
+serving:
+  served_model_name: tiny
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> tuple[Path, Path]:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(SPEC)
+    source = tmp_path / "weights"
+    source.mkdir()
+    (source / "config.json").write_text('{"hidden_size": 8}')
+    (source / "model.safetensors").write_bytes(bytes(range(256)) * 40)
+    return spec, source
+
+
+def _config(layout: Path, digest: str) -> dict:
+    manifest = json.loads((layout / "blobs/sha256" / digest.removeprefix("sha256:")).read_bytes())
+    return json.loads(
+        (layout / "blobs/sha256" / manifest["config"]["digest"].removeprefix("sha256:")).read_bytes()
+    )
+
+
+def test_registry_base_gives_the_same_image_as_the_layout(
+    tmp_path: Path,
+    tiny: tuple[Path, Path],
+    busybox_layout: BaseLayout,
+    registry: Registry,
+) -> None:
+    spec, source = tiny
+    ref = push_layout(busybox_layout, registry.host, "mirror/busybox")
+    assert ref.endswith(busybox_layout.manifest_digest())
+    from_layout = build_layout(spec, output=tmp_path / "a", source_dir=source, base=busybox_layout.ref)
+    from_registry = build_layout(spec, output=tmp_path / "b", source_dir=source, base=ref)
+    assert from_registry.manifest_digest == from_layout.manifest_digest
+    assert from_registry.base_digest == busybox_layout.manifest_digest()
+    # The base layer was pulled byte for byte.
+    assert sorted(p.name for p in (tmp_path / "b/blobs/sha256").iterdir()) == sorted(
+        p.name for p in (tmp_path / "a/blobs/sha256").iterdir()
+    )
+
+
+def test_registry_with_basic_auth_uses_the_auth_file(
+    tmp_path: Path,
+    tiny: tuple[Path, Path],
+    busybox_layout: BaseLayout,
+    auth_registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec, source = tiny
+    skopeo_copy(
+        busybox_layout.ref,
+        f"docker://{auth_registry.host}/private/busybox:base",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "pusher:s3cret-pass",
+    )
+    digest = busybox_layout.manifest_digest()
+    ref = f"{auth_registry.host}/private/busybox@{digest}"
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "none.json"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker"))
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    with pytest.raises(RegistryError, match="registry requires credentials"):
+        load_base(ref)
+    auth_file = tmp_path / "auth.json"
+    auth_file.write_text(
+        json.dumps({"auths": {auth_registry.host: {"auth": base64.b64encode(b"pusher:wrong").decode()}}})
+    )
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth_file))
+    with pytest.raises(RegistryError, match="authentication failed") as refused:
+        load_base(ref)
+    assert "wrong" not in str(refused.value)
+    auth_file.write_text(
+        json.dumps(
+            {"auths": {auth_registry.host: {"auth": base64.b64encode(b"pusher:s3cret-pass").decode()}}}
+        )
+    )
+    result = build_layout(spec, output=tmp_path / "out", source_dir=source, base=ref)
+    assert result.base_digest == digest
+    assert "s3cret" not in json.dumps(result.model_dump())
+
+
+def test_registry_errors_are_clear(tmp_path: Path, busybox_layout: BaseLayout, registry: Registry) -> None:
+    missing = f"{registry.host}/nothing/here@sha256:{'0' * 64}"
+    with pytest.raises(RegistryError, match="manifest sha256:0{64} not found"):
+        load_base(missing)
+    registry.stop()
+    with pytest.raises(RegistryError, match="cannot reach the registry"):
+        load_base(missing)
+    registry.start()
+
+
+def test_platform_is_picked_from_an_image_index(
+    tmp_path: Path,
+    tiny: tuple[Path, Path],
+    multiplatform_layout: Path,
+    busybox_layout: BaseLayout,
+) -> None:
+    spec, source = tiny
+    amd = build_layout(
+        spec, output=tmp_path / "amd", source_dir=source, base=f"oci:{multiplatform_layout}:multi"
+    )
+    arm = build_layout(
+        spec,
+        output=tmp_path / "arm",
+        source_dir=source,
+        base=f"oci:{multiplatform_layout}:multi",
+        platform="linux/arm64",
+    )
+    assert amd.base_digest == busybox_layout.manifest_digest()
+    assert arm.base_digest != amd.base_digest and arm.manifest_digest != amd.manifest_digest
+    assert _config(tmp_path / "amd", amd.manifest_digest)["architecture"] == "amd64"
+    assert _config(tmp_path / "arm", arm.manifest_digest)["architecture"] == "arm64"
+    with pytest.raises(
+        InputError, match=r"no manifest for platform linux/s390x \(available: linux/amd64, linux/arm64/v8\)"
+    ):
+        load_base(f"oci:{multiplatform_layout}:multi", "linux/s390x")
+
+
+def test_platform_mismatch_and_bad_layout_refs(tmp_path: Path, busybox_layout: BaseLayout) -> None:
+    with pytest.raises(InputError, match="base image is linux/amd64, not the requested linux/arm64"):
+        load_base(busybox_layout.ref, "linux/arm64")
+    with pytest.raises(InputError, match="no image tagged 'nope'"):
+        load_base(f"oci:{busybox_layout.path}:nope")
+    with pytest.raises(InputError, match="not an OCI layout"):
+        load_base(f"oci:{tmp_path}")
+    # Untagged: a layout with a single image is unambiguous.
+    assert load_base(f"oci:{busybox_layout.path}").manifest_digest == busybox_layout.manifest_digest()
+
+
+def test_a_corrupt_base_blob_is_detected(
+    tmp_path: Path, tiny: tuple[Path, Path], busybox_layout: BaseLayout
+) -> None:
+    spec, source = tiny
+    copy = tmp_path / "base"
+    shutil.copytree(busybox_layout.path, copy)
+    manifest = json.loads(
+        (copy / "blobs/sha256" / busybox_layout.manifest_digest().removeprefix("sha256:")).read_bytes()
+    )
+    layer = copy / "blobs/sha256" / manifest["layers"][0]["digest"].removeprefix("sha256:")
+    data = bytearray(layer.read_bytes())
+    data[100] ^= 0xFF
+    layer.write_bytes(bytes(data))
+    with pytest.raises(PlatformError, match="does not match its digest"):
+        build_layout(spec, output=tmp_path / "out", source_dir=source, base=f"oci:{copy}:base")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "registry", "repository", "tag", "digest"),
+    [
+        ("busybox", "docker.io", "library/busybox", None, None),
+        (
+            "docker.io/library/busybox:1.37.0@sha256:" + "a" * 64,
+            "docker.io",
+            "library/busybox",
+            "1.37.0",
+            "sha256:" + "a" * 64,
+        ),
+        ("127.0.0.1:5000/a/b:t", "127.0.0.1:5000", "a/b", "t", None),
+        (
+            "us-central1-docker.pkg.dev/p/modelcars/qwen2.5-coder-7b-instruct",
+            "us-central1-docker.pkg.dev",
+            "p/modelcars/qwen2.5-coder-7b-instruct",
+            None,
+            None,
+        ),
+    ],
+)
+def test_reference_parsing(
+    text: str, registry: str, repository: str, tag: str | None, digest: str | None
+) -> None:
+    ref = parse_reference(text)
+    assert (ref.registry, ref.repository, ref.tag, ref.digest) == (registry, repository, tag, digest)
+
+
+@pytest.mark.parametrize("text", ["UPPER/case", "a//b", "host:5000/x@sha256:short", "x:bad tag", ""])
+def test_bad_references(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_reference(text)
+
+
+def test_registry_index_and_docker_media_types(
+    tmp_path: Path,
+    tiny: tuple[Path, Path],
+    multiplatform_layout: Path,
+    busybox_layout: BaseLayout,
+    registry: Registry,
+) -> None:
+    spec, source = tiny
+    skopeo = require_tool("skopeo")
+    # A multi-platform index in the registry: the platform's manifest is picked remotely.
+    skopeo_copy(
+        f"oci:{multiplatform_layout}:multi",
+        f"docker://{registry.host}/mirror/multi:1",
+        "--all",
+        "--dest-tls-verify=false",
+    )
+    index_digest = run(
+        [skopeo, "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/mirror/multi:1"]
+    ).stdout
+    ref = f"{registry.host}/mirror/multi@sha256:{hashlib.sha256(index_digest.encode()).hexdigest()}"
+    arm = load_base(ref, "linux/arm64")
+    amd = load_base(ref)
+    assert amd.manifest_digest == busybox_layout.manifest_digest()
+    assert arm.config["architecture"] == "arm64" and amd.config["architecture"] == "amd64"
+
+    # A Docker v2 schema 2 base: layers keep their bytes and digests, media types become OCI ones.
+    skopeo_copy(
+        busybox_layout.ref,
+        f"docker://{registry.host}/mirror/docker:1",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+    )
+    raw = run(
+        [skopeo, "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/mirror/docker:1"]
+    ).stdout
+    assert json.loads(raw)["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    docker_ref = f"{registry.host}/mirror/docker@sha256:{hashlib.sha256(raw.encode()).hexdigest()}"
+    result = build_layout(spec, output=tmp_path / "out", source_dir=source, base=docker_ref)
+    manifest = json.loads(
+        (tmp_path / "out/blobs/sha256" / result.manifest_digest.removeprefix("sha256:")).read_bytes()
+    )
+    assert manifest["layers"][0]["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+    assert manifest["layers"][0]["digest"] == json.loads(raw)["layers"][0]["digest"]
+    bundle = tmp_path / "bundle"
+    subprocess.run(
+        [require_tool("umoci"), "unpack", "--image", f"{tmp_path / 'out'}:tiny", str(bundle)],
+        check=True,
+        capture_output=True,
+    )
+    assert (bundle / "rootfs/models/model.safetensors").read_bytes() == (
+        source / "model.safetensors"
+    ).read_bytes()
+    assert (bundle / "rootfs/bin/busybox").is_file()
