@@ -1,61 +1,54 @@
-# Output names are the contract read by `llm-platform tofu output` (llm_platform.tofu.PlatformOutputs).
+# Re-exported from modules/platform under the names `llm-platform tofu output` reads
+# (llm_platform.tofu.PlatformOutputs); see that module for what each one is.
 
 output "project_id" {
   description = "Project of this environment."
-  value       = var.project_id
+  value       = module.platform.project_id
 }
 
 output "region" {
   description = "Region of the cluster and the registry."
-  value       = var.region
+  value       = module.platform.region
 }
 
 output "cluster_name" {
   description = "GKE cluster name."
-  value       = module.gke.cluster_name
+  value       = module.platform.cluster_name
 }
 
 output "cluster_location" {
   description = "GKE cluster location."
-  value       = module.gke.location
+  value       = module.platform.cluster_location
 }
 
 output "cluster_endpoint" {
   description = "Control-plane IP address (no scheme)."
-  value       = module.gke.endpoint
+  value       = module.platform.cluster_endpoint
   sensitive   = true
 }
 
 output "cluster_ca_certificate" {
   description = "Base64 PEM of the cluster CA."
-  value       = module.gke.cluster_ca_certificate
+  value       = module.platform.cluster_ca_certificate
   sensitive   = true
 }
 
 output "registry_url" {
   description = "Where modelcars are pushed: <region>-docker.pkg.dev/<project>/modelcars."
-  value       = module.registry.url
+  value       = module.platform.registry_url
 }
 
 output "workload_identity_pool" {
   description = "Workload Identity pool of the cluster."
-  value       = module.gke.workload_identity_pool
+  value       = module.platform.workload_identity_pool
 }
 
 output "service_accounts" {
   description = "Google service account emails: argocd, external_secrets, pusher, nodes."
-  value = {
-    argocd           = module.iam.argocd_email
-    external_secrets = module.iam.external_secrets_email
-    pusher           = module.iam.pusher_email
-    nodes            = module.iam.nodes_email
-  }
+  value       = module.platform.service_accounts
 }
 
 output "gpu_pool" {
   description = "GPU node pool name and accelerator type (for nodeSelectors)."
-  value = {
-    name             = module.gpu_pool.name
-    accelerator_type = module.gpu_pool.accelerator_type
-  }
+  value       = module.platform.gpu_pool
 }

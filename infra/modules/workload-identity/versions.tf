@@ -1,14 +1,8 @@
+# Source only: exact provider versions are pinned by each root (infra/envs/<env>/versions.tf).
 terraform {
-  required_version = ">= 1.8.0"
-
   required_providers {
     google = {
-      source  = "hashicorp/google"
-      version = "7.28.0"
-    }
-    google-beta = {
-      source  = "hashicorp/google-beta"
-      version = "7.28.0"
+      source = "hashicorp/google"
     }
   }
 }

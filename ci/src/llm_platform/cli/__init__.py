@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-import click
 import typer
 
 from llm_platform import logs
@@ -30,8 +29,15 @@ def _root(
 
 # Sub-command groups: one module each, registered here.
 # (each line: `from llm_platform.cli import X as _X` + `app.add_typer(_X.app, name=...)` or `_X.register(app)`)
+from llm_platform.cli import lint as _lint  # noqa: E402
+_lint.register(app)
+from llm_platform.cli import crds as _crds  # noqa: E402
+app.add_typer(_crds.app, name="crds")
+from llm_platform.cli import bump as _bump  # noqa: E402
+_bump.register(app)
 from llm_platform.cli import modelcar as _modelcar  # noqa: E402
 app.add_typer(_modelcar.app, name="modelcar")
+from llm_platform.cli import modelcar_publish as _modelcar_publish  # noqa: E402,F401  (adds `modelcar publish`)
 from llm_platform.cli import tofu as _tofu  # noqa: E402
 app.add_typer(_tofu.app, name="tofu")
 
@@ -40,19 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; expected failures become one line on stderr and a non-zero exit code."""
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="llm-platform", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        print("llm-platform: aborted", file=sys.stderr)
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+        # standalone mode: usage errors print the usage line and exit 2, whatever click typer ships
+        command.main(args=argv, prog_name="llm-platform", standalone_mode=True)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except PlatformError as exc:
         print(f"llm-platform: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    return result if isinstance(result, int) else 0
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

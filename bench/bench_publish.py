@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""Publish benchmark: our `modelcar publish` against the floor (the same layer bytes sent with plain curl),
+`oci-modelcar` (PyPI) and a Containerfile build + push with buildah, on the same generated shard files and
+the same local docker-registry. Cold push, warm re-push, one-file change.
+
+Run from the repo root:  .venv/bin/python bench/bench_publish.py [--shards 4 --shard-mib 512]
+
+Measures per run: wall time, bytes the registry received (the registry process's `rchar`, i.e. what it
+read from its sockets and files, headers included), peak RSS of the tool (wait4, children included), and
+the ratio of wall time to the floor's for the same scenario. Everything lives in a temp dir, removed after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "ci" / "src"))
+
+from tests.support.images import build_busybox_layout
+from tests.support.registry import Registry
+
+from llm_platform.modelcar.build import build_layout
+
+MiB = 1024 * 1024
+TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"
+SPEC = """\
+huggingface:
+  repo: bench-org/bench-model
+  revision: {revision}
+  allow_patterns: ["*"]
+  ignore_patterns: []
+image:
+  repository: us-central1-docker.pkg.dev/llm-platform-example/modelcars/bench-model
+  base: docker.io/library/busybox:1.37.0@sha256:bdf57e528e45e4433820e045b29b4597825a1c9e38353532d90a01445013f82e
+serving:
+  served_model_name: bench-model
+"""
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+
+
+@dataclass
+class Run:
+    tool: str
+    scenario: str
+    seconds: float
+    bytes_received: int
+    peak_rss_kib: int
+    cpu_seconds: float
+    registry_cpu_seconds: float
+    ok: bool
+    note: str = ""
+
+
+def write_random(path: Path, size: int) -> str:
+    sha = hashlib.sha256()
+    with path.open("wb") as out:
+        left = size
+        while left:
+            piece = os.urandom(min(left, 8 * MiB))
+            out.write(piece)
+            sha.update(piece)
+            left -= len(piece)
+    return sha.hexdigest()
+
+
+def rchar(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise RuntimeError("no rchar")
+
+
+def cpu_of(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(tool: str, scenario: str, commands: list[list[str]], registry: Registry, env: dict[str, str],
+            log: Path) -> Run:
+    """Run the commands one after the other; wall time, registry bytes received, peak RSS of any of them."""
+    assert registry.proc is not None
+    before = rchar(registry.proc.pid)
+    registry_cpu = cpu_of(registry.proc.pid)
+    peak = 0
+    cpu = 0.0
+    ok = True
+    started = time.monotonic()
+    rss_file = log.with_name("rss.txt")
+    with log.open("a") as out:
+        for command in commands:
+            out.write(f"\n$ {' '.join(command)}\n")
+            out.flush()
+            # GNU time reports its child's own peak RSS: a child forked straight from this (big) Python
+            # process would inherit our high-water mark in ru_maxrss.
+            proc = subprocess.run([TIME, "-f", "%M %U %S", "-o", str(rss_file), *command], stdout=out, stderr=out, check=False,
+                                  env=env)
+            rss, user, system = rss_file.read_text().split()[-3:]
+            peak = max(peak, int(rss))
+            cpu += float(user) + float(system)
+            if proc.returncode != 0:
+                ok = False
+                break
+    seconds = time.monotonic() - started
+    return Run(tool, scenario, seconds, rchar(registry.proc.pid) - before, peak, cpu,
+               cpu_of(registry.proc.pid) - registry_cpu, ok)
+
+
+FLOOR_SCRIPT = r"""#!/usr/bin/env bash
+# The floor: for each blob of the pre-built layout, HEAD it; when missing POST a session and PUT the file
+# with curl -T (monolithic, streamed from disk). Then PUT the manifest. Blobs in parallel (xargs -P).
+set -euo pipefail
+registry=$1 repo=$2 layout=$3 concurrency=$4
+push_blob() {
+  digest=$1
+  if curl -sf -o /dev/null -I "http://$registry/v2/$repo/blobs/$digest"; then return 0; fi
+  location=$(curl -sf -D - -o /dev/null -X POST "http://$registry/v2/$repo/blobs/uploads/" \
+    | tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
+  case $location in http*) ;; *) location="http://$registry$location";; esac
+  sep='?'; case $location in *\?*) sep='&';; esac
+  curl -sf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' \
+    -T "$layout/blobs/sha256/${digest#sha256:}" "$location${sep}digest=$digest"
+}
+export -f push_blob; export registry repo layout
+manifest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]+"/index.json"))["manifests"][0]["digest"])' "$layout")
+python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1] + "/blobs/sha256/" + sys.argv[2][7:]))
+for d in sorted([m["config"], *m["layers"]], key=lambda d: -d["size"]): print(d["digest"])
+' "$layout" "$manifest" | xargs -P "$concurrency" -I{} bash -c 'push_blob {}'
+curl -sf -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+  --data-binary "@$layout/blobs/sha256/${manifest#sha256:}" "http://$registry/v2/$repo/manifests/$manifest"
+"""
+
+
+class FakeHub:
+    """Just enough of the Hugging Face hub API for oci-modelcar (repo info, tree, resolve with Range) over
+    the generated files, on 127.0.0.1: oci-modelcar only reads models from a hub, never from a directory."""
+
+    def __init__(self, root: Path, repo: str, revision: str) -> None:
+        self.root, self.repo, self.revision = root, repo, revision
+        self.sha: dict[str, str] = {}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _json(self, body: object) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_HEAD(self) -> None:
+                self.do_GET(head=True)
+
+            def do_GET(self, head: bool = False) -> None:
+                path = self.path.split("?")[0]
+                files = sorted(p for p in server.root.iterdir() if p.is_file())
+                if path.startswith(f"/api/models/{server.repo}/revision/"):
+                    self._json({"id": server.repo, "modelId": server.repo, "sha": server.revision, "private": False,
+                                "siblings": [{"rfilename": p.name} for p in files]})
+                elif path.startswith(f"/api/models/{server.repo}/tree/"):
+                    entries = []
+                    for p in files:
+                        size = p.stat().st_size
+                        entries.append({"type": "file", "oid": hashlib.sha1(p.name.encode()).hexdigest(),
+                                        "size": size, "path": p.name,
+                                        "lfs": {"oid": server.sha[p.name], "size": size, "pointerSize": 134}})
+                    self._json(entries)
+                elif path.startswith(f"/{server.repo}/resolve/"):
+                    file = server.root / path.rsplit("/", 1)[1]
+                    size = file.stat().st_size
+                    start = 0
+                    if self.headers.get("Range", "").startswith("bytes="):
+                        start = int(self.headers["Range"][6:].split("-")[0] or 0)
+                    self.send_response(206 if start else 200)
+                    self.send_header("Content-Length", str(size - start))
+                    self.send_header("ETag", f'"{server.sha[file.name]}"')
+                    self.send_header("X-Repo-Commit", server.revision)
+                    if start:
+                        self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+                    self.end_headers()
+                    if not head:
+                        with file.open("rb") as src:
+                            src.seek(start)
+                            while piece := src.read(MiB):
+                                self.wfile.write(piece)
+                else:
+                    self.send_error(404)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--shard-mib", type=int, default=512)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--workdir", type=Path, default=None, help="default: a new temp dir under /tmp")
+    parser.add_argument("--oci-modelcar", type=Path, default=Path("/tmp/bench-ocimc/bin/oci-modelcar"),
+                        help="oci-modelcar executable (pip install oci-modelcar==1.3.0 into its own venv)")
+    parser.add_argument("--skip", action="append", default=[], choices=["buildah", "oci-modelcar"])
+    parser.add_argument("--keep", action="store_true", help="keep the work dir")
+    args = parser.parse_args()
+    if args.shards * args.shard_mib > 3072:
+        parser.error("keep the generated set at 3 GiB or less")
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bp-", dir="/tmp"))
+    work.mkdir(parents=True, exist_ok=True)
+    registry: Registry | None = None
+    hub: FakeHub | None = None
+    runs: list[Run] = []
+    log = work / "bench.log"
+    try:
+        source = work / "weights"
+        source.mkdir()
+        print(f"generating {args.shards} x {args.shard_mib} MiB of random shards in {source}", file=sys.stderr)
+        names = [f"model-{i + 1:05d}-of-{args.shards:05d}.safetensors" for i in range(args.shards)]
+        hashes = {name: write_random(source / name, args.shard_mib * MiB) for name in names}
+        (source / "config.json").write_text(json.dumps({"architectures": ["BenchModel"], "hidden_size": 4096}))
+        hashes["config.json"] = hashlib.sha256((source / "config.json").read_bytes()).hexdigest()
+        spec = work / "modelcars" / "bench-model.yaml"
+        spec.parent.mkdir()
+        spec.write_text(SPEC.format(revision=REVISION))
+        base = build_busybox_layout(work / "base")
+        registry = Registry(work / "registry").start()
+        host = registry.host
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        floor_script = work / "floor.sh"
+        floor_script.write_text(FLOOR_SCRIPT)
+        layout = work / "layout"
+
+        def prebuild() -> None:  # not timed: the floor gets its layer tars for free
+            if layout.exists():
+                shutil.rmtree(layout)
+            build_layout(spec, output=layout, source_dir=source, base=base.ref)
+
+        ours = [str(REPO / ".venv" / "bin" / "llm-platform"), "modelcar", "publish", str(spec),
+                "--source-dir", str(source), "--base", base.ref, "--to", f"{host}/bench/ours",
+                "--cache-dir", str(work / "cache"), "--concurrency", str(args.concurrency)]
+        floor = ["bash", str(floor_script), host, "bench/floor", str(layout), str(args.concurrency)]
+
+        buildah_root = Path(tempfile.mkdtemp(prefix="bb-", dir="/tmp"))
+        buildah = [shutil.which("buildah") or "buildah", "--root", str(buildah_root / "r"), "--runroot",
+                   str(buildah_root / "u"), "--storage-driver", "vfs"]
+        containerfile = work / "Containerfile"
+        containerfile.write_text(
+            f"FROM oci:{base.path}:{base.tag}\n"
+            + "".join(f"COPY {name} /models/{name}\n" for name in sorted(hashes))
+        )
+        buildah_cmds = [
+            [*buildah, "bud", "--layers", "--quiet", "-t", "bench-model:latest", "-f", str(containerfile), str(source)],
+            [*buildah, "push", "--tls-verify=false", "--quiet", "bench-model:latest", f"docker://{host}/bench/buildah:latest"],
+        ]
+
+        ocimc_cmd: list[str] | None = None
+        if "oci-modelcar" not in args.skip and args.oci_modelcar.exists():
+            hub = FakeHub(source, "bench-org/bench-model", REVISION)
+            hub.sha = hashes
+            ocimc_cmd = [str(args.oci_modelcar), "push", "--hf-repo", "bench-org/bench-model", "--hf-revision",
+                         REVISION, "--hf-endpoint", hub.endpoint, "--registry", host, "--target-repo",
+                         "bench/oci-modelcar", "--workers", str(args.concurrency), "--spool-dir",
+                         str(work / "spool"), "--quiet", "--force", "--no-reuse-records"]
+
+        def round_(scenario: str) -> None:
+            prebuild()
+            floor_run = measure("floor (curl PUT)", scenario, [floor], registry, env, log)  # type: ignore[arg-type]
+            runs.append(floor_run)
+            runs.append(measure("llm-platform publish", scenario, [ours], registry, env, log))  # type: ignore[arg-type]
+            if ocimc_cmd:
+                run = measure("oci-modelcar", scenario, [ocimc_cmd], registry,  # type: ignore[arg-type]
+                              {**env, "HF_HUB_DISABLE_TELEMETRY": "1"}, log)
+                run.note = "(downloads from a local fake hub: it has no local-dir input)"
+                runs.append(run)
+            if "buildah" not in args.skip:
+                runs.append(measure("buildah bud + push", scenario, buildah_cmds, registry, env, log))  # type: ignore[arg-type]
+            print(f"{scenario} done", file=sys.stderr)
+
+        round_("cold")
+        round_("warm")
+        changed = names[0]
+        hashes[changed] = write_random(source / changed, args.shard_mib * MiB)
+        round_("one-file change")
+        subprocess.run([*buildah, "rm", "-a"], capture_output=True, check=False)
+        subprocess.run([*buildah, "rmi", "-a", "-f"], capture_output=True, check=False)
+        shutil.rmtree(buildah_root, ignore_errors=True)
+    finally:
+        if hub:
+            hub.stop()
+        if registry:
+            registry.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work}", file=sys.stderr)
+
+    floor_seconds = {r.scenario: r.seconds for r in runs if r.tool.startswith("floor")}
+    total = args.shards * args.shard_mib
+    print(f"\n{args.shards} x {args.shard_mib} MiB shards ({total} MiB), concurrency {args.concurrency}, "
+          f"local docker-registry, {os.cpu_count()} CPUs\n")
+    print("| scenario | tool | wall s | x floor | MiB received by registry | peak RSS MiB | tool CPU s "
+          "| registry CPU s | ok |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in runs:
+        ratio = r.seconds / floor_seconds[r.scenario] if floor_seconds.get(r.scenario) else float("nan")
+        print(f"| {r.scenario} | {r.tool} | {r.seconds:.2f} | {ratio:.2f} | {r.bytes_received / MiB:.1f} | "
+              f"{r.peak_rss_kib / 1024:.0f} | {r.cpu_seconds:.1f} | {r.registry_cpu_seconds:.1f} | "
+              f"{'yes' if r.ok else 'FAILED'} {r.note} |")
+    cold = {r.tool: r.seconds for r in runs if r.scenario == "cold"}
+    for r in runs:
+        if r.scenario == "warm" and cold.get(r.tool):
+            print(f"warm/cold {r.tool}: {100 * r.seconds / cold[r.tool]:.1f}%")
+    print(f"(full command output: {log if args.keep else 'removed with the work dir; use --keep'})")
+    return 0 if all(r.ok for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Replace digests by splicing their exact characters, then prove the result is the intended edit.
+
+The proof re-parses the new text and walks it beside the original, node by node: same documents,
+same kinds, tags, styles, anchors, keys and values, except the edited scalars, which must now hold
+exactly the new digest. Everything outside the spliced spans is byte-identical by construction, so
+comments, order, quoting, line width and `---` separators survive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from llm_platform.bump.locate import Reference, YamlParseError, compose_documents, scan_text
+from llm_platform.bump.refs import RepositoryMatcher
+from llm_platform.errors import PlatformError
+
+
+class SpliceVerificationError(PlatformError):
+    """The edited text is not the intended edit; nothing is written."""
+
+
+def splice_digests(text: str, references: Sequence[Reference], new_digest: str) -> str:
+    """`text` with each reference's digest characters replaced by `new_digest`, nothing else touched."""
+    pieces: list[str] = []
+    cursor = 0
+    for ref in sorted(references, key=lambda r: r.start):
+        if ref.start < cursor or text[ref.start : ref.end] != ref.digest:
+            raise SpliceVerificationError(f"{ref.where}: digest span moved or overlaps; refusing to edit")
+        pieces.append(text[cursor : ref.start])
+        pieces.append(new_digest)
+        cursor = ref.end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
+
+
+def _same_shape(old: Node, new: Node) -> bool:
+    return (
+        type(old) is type(new)
+        and old.tag == new.tag
+        and getattr(old, "anchor", None) == getattr(new, "anchor", None)
+        and getattr(old, "style", None) == getattr(new, "style", None)
+        and getattr(old, "flow_style", None) == getattr(new, "flow_style", None)
+    )
+
+
+def _compare(
+    old: Node, new: Node, expected: dict[int, str], path: str, seen: set[tuple[int, int]]
+) -> str | None:
+    """First difference between the trees other than the expected scalar values, or None."""
+    pair = (id(old), id(new))
+    if pair in seen:
+        return None
+    seen.add(pair)
+    if not _same_shape(old, new):
+        return f"{path or 'document'}: node kind, tag, style or anchor changed"
+    if isinstance(old, ScalarNode):
+        want = expected.get(id(old), old.value)
+        if new.value != want:
+            return f"{path or 'document'}: value {new.value!r}, expected {want!r}"
+        return None
+    if isinstance(old, SequenceNode):
+        if len(old.value) != len(new.value):
+            return f"{path}: sequence length changed"
+        for index, (a, b) in enumerate(zip(old.value, new.value, strict=True)):
+            diff = _compare(a, b, expected, f"{path}[{index}]", seen)
+            if diff:
+                return diff
+        return None
+    if isinstance(old, MappingNode):
+        if len(old.value) != len(new.value):
+            return f"{path}: mapping size changed"
+        for (ka, va), (kb, vb) in zip(old.value, new.value, strict=True):
+            label = ka.value if isinstance(ka, ScalarNode) else "?"
+            diff = _compare(ka, kb, {}, f"{path}.{label}(key)", seen) or _compare(
+                va, vb, expected, f"{path}.{label}" if path else str(label), seen
+            )
+            if diff:
+                return diff
+        return None
+    return f"{path}: unknown node type {type(old).__name__}"
+
+
+def verify_splice(
+    path: str,
+    old_documents: list[Node],
+    new_text: str,
+    references: Sequence[Reference],
+    new_digest: str,
+    matcher: RepositoryMatcher,
+    reference_count: int,
+) -> None:
+    """Raise SpliceVerificationError unless `new_text` parses to `old_documents` with exactly these digests replaced.
+
+    `references` are the edited ones; `reference_count` is how many the file holds in all (the others
+    already held the new digest).
+    """
+    try:
+        new_documents = compose_documents(new_text)
+    except YamlParseError as exc:
+        raise SpliceVerificationError(f"{path}: the edited file no longer parses ({exc.message})") from exc
+    if len(new_documents) != len(old_documents):
+        raise SpliceVerificationError(f"{path}: the edit changed the number of YAML documents")
+    expected = {ref.node_id: ref.value_with(new_digest) for ref in references}
+    seen: set[tuple[int, int]] = set()
+    for number, (old, new) in enumerate(zip(old_documents, new_documents, strict=True), start=1):
+        diff = _compare(old, new, expected, "", seen)
+        if diff:
+            raise SpliceVerificationError(
+                f"{path}: document {number}: the edit changed more than the digest: {diff}"
+            )
+    # Re-extract, as a reader of the file would: every reference now holds the new digest, none lost.
+    rescan = scan_text(new_text, path, matcher, new_documents)
+    stale = [ref.where for ref in rescan.references if ref.digest != new_digest]
+    if stale or len(rescan.references) != reference_count or rescan.problems:
+        raise SpliceVerificationError(
+            f"{path}: after the edit {len(rescan.references)} references were found "
+            f"({reference_count} expected), stale: {stale or 'none'}"
+        )

@@ -1,0 +1,79 @@
+"""`llm-platform lint`: a thin front door over llm_platform.lint.run_lint."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llm_platform.errors import PlatformError
+from llm_platform.logs import get_logger
+
+log = get_logger("lint")
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+class CouldNotRun(PlatformError):
+    exit_code = 2
+
+
+def lint(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files or directories to lint (default: gitops/).")] = None,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format on stdout.")] = OutputFormat.text,
+    crds: Annotated[list[Path] | None, typer.Option("--crds", help="Directory of CRD manifests (repeatable). "
+                                                    "Default: the cache filled by `llm-platform crds sync`, "
+                                                    "if present.")] = None,
+    kubernetes_version: Annotated[str | None, typer.Option("--kubernetes-version",
+                                                           help="Kubernetes minor version of the built-in schemas "
+                                                                "(default 1.33).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Lint config file (path silencing, allowed "
+                                                                 "schema-less kinds, repo URLs).")] = None,
+) -> None:
+    """Lint the GitOps tree: YAML, kustomize render, schemas + CRD CEL rules, Argo CD, policy, cross-references.
+
+    Findings go to stdout (`path:line:col: severity rule-id message`, sorted). Exit 0 clean, 1 errors found,
+    2 could not run. Silence a rule on one object with the annotation
+    `lint.llm-platform.io/ignore: rule-a,rule-b`, or on a path with `ignore:` in --config.
+    """
+    from llm_platform.lint import load_config, run_lint
+    from llm_platform.lint.crds_lock import default_crd_cache
+    from llm_platform.lint.output import FORMATS
+
+    if crds is None and default_crd_cache().is_dir():
+        crds = [default_crd_cache()]
+        log.info("lint: using CRDs from %s (filled by `llm-platform crds sync`)", crds[0])
+    try:
+        cfg = load_config(config) if config is not None else None
+        report = run_lint(paths or [Path("gitops")], crd_dirs=crds or [], kubernetes_version=kubernetes_version,
+                          config=cfg)
+    except PlatformError as exc:
+        raise CouldNotRun(str(exc)) from exc
+    sys.stdout.write(FORMATS[output_format.value](report))
+    cov = report.coverage
+    log.info("lint: %d finding(s) (%d error(s)) in %d file(s), %d object(s); schemas: %d built-in, %d CRD; "
+             "%d CEL rule evaluation(s), %d CEL rule(s) not evaluable here; %d silenced",
+             len(report.findings), len(report.errors), cov.files, cov.objects, cov.schema_core, cov.schema_crd,
+             cov.cel_rules_evaluated, len(cov.cel_rules_skipped), cov.silenced)
+    raise typer.Exit(report.exit_code)
+
+
+def rules() -> None:
+    """List every lint rule: id, severity and the one-line rationale."""
+    from llm_platform.lint import RULES
+
+    for rid in sorted(RULES):
+        r = RULES[rid]
+        sys.stdout.write(f"{rid}\t{r.severity.value}\t{r.rationale}\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("lint")(lint)
+    app.command("lint-rules")(rules)

@@ -1,0 +1,46 @@
+"""Every external image the Dagger module runs, pinned by digest, in one place.
+
+Constants only: no dagger import, no I/O. The tag in each reference is informational; the digest is
+what the engine pulls. To bump one, replace tag and digest together (`skopeo inspect
+docker://<image>:<tag> --format '{{.Digest}}'` gives the index digest) and keep the source note.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Base of the toolbox container (and of the module runtime: `[tool.dagger] base-image` in
+# ci/pyproject.toml carries the same reference). Python 3.11.16 on Debian bookworm.
+# Source: docker-library/repo-info repos/python/remote/3.11-slim-bookworm.md (multi-arch index digest).
+PYTHON: Final = (
+    "docker.io/library/python:3.11-slim-bookworm"
+    "@sha256:0bee7276f83efd4a1ee05bbbf4281d95ed28e079220a9457f25a93e3f1e3c31b"
+)
+
+# uv, copied into the toolbox to install the package from ci/uv.lock.
+# Source: dagger/dagger sdk/python/runtime/images/uv/Dockerfile (the pin Dagger's own Python runtime used).
+UV: Final = (
+    "ghcr.io/astral-sh/uv:0.9.11@sha256:5aa820129de0a600924f166aec9cb51613b15b68f1dcd2a02f31a500d2ede568"
+)
+UV_BINARY_PATH: Final = "/uv"
+
+# OpenTofu: only the static `tofu` binary is copied out of the minimal image, the documented use of it.
+# Source: a public renovate-managed Dockerfile pinning ghcr.io/opentofu/opentofu:1.13.1-minimal.
+OPENTOFU: Final = (
+    "ghcr.io/opentofu/opentofu:1.13.1-minimal"
+    "@sha256:6f0991e9013aab42a683a8cfc83a2d604af28fca1d6b07f3cb80f657e099e089"
+)
+OPENTOFU_BINARY_PATH: Final = "/usr/local/bin/tofu"
+
+# kubectl (with its built-in kustomize) for `llm-platform lint`: the static binary from the official image.
+# Source: sergelogvinov/helm-charts system-upgrade-controller values (registry.k8s.io/kubectl:v1.31.2).
+KUBECTL: Final = (
+    "registry.k8s.io/kubectl:v1.31.2@sha256:d31de5468fb5c0943358671e3dcf8e4d8281108027efd1f211262d09aedd5519"
+)
+KUBECTL_BINARY_PATH: Final = "/bin/kubectl"
+
+# Debian packages installed on top of PYTHON (from the image's own bookworm sources): git for `bump`.
+TOOLBOX_APT_PACKAGES: Final = ("git", "ca-certificates")
+
+# Every image above, for the pinning test and for anyone auditing what the pipeline pulls.
+ALL: Final = (PYTHON, UV, OPENTOFU, KUBECTL)

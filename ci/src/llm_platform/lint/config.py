@@ -1,0 +1,73 @@
+"""The lint config file (`--config FILE`): path silencing, allowed schema-less kinds and repo facts."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from llm_platform.errors import InputError
+
+
+class PathIgnore(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="glob matched against the finding's path, e.g. gitops/legacy/**")
+    rules: list[str] = Field(default_factory=lambda: ["*"], description="rule ids (globs); default all")
+
+
+class LintConfig(BaseModel):
+    """Example:
+
+    ```yaml
+    kubernetes_version: "1.33"
+    ignore:
+      - path: gitops/clusters/kind/**
+        rules: [policy-gpu-toleration]
+    allow_missing_schema: ["example.com/Widget"]
+    repo_urls: ["https://github.com/example/llm-platform.git"]
+    provides_crds: {my-operator: [example.com]}
+    kustomize_build_options: ["--load-restrictor", "LoadRestrictionsNone"]
+    ```
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kubernetes_version: str | None = None
+    ignore: list[PathIgnore] = Field(default_factory=list)
+    allow_missing_schema: list[str] = Field(default_factory=list, description='"group/Kind" globs')
+    repo_urls: list[str] = Field(default_factory=list, description="repoURLs that mean this repository")
+    repo_root: str | None = Field(default=None, description="repository root for Application paths")
+    provides_crds: dict[str, list[str]] = Field(default_factory=dict,
+                                                description="Helm chart name -> CRD groups it installs")
+    kustomize_build_options: list[str] = Field(default_factory=list)
+    argocd_namespace: str = "argocd"
+
+    def path_ignored(self, path: str, rule_id: str) -> bool:
+        for entry in self.ignore:
+            if fnmatch.fnmatch(path, entry.path) and any(fnmatch.fnmatch(rule_id, r) for r in entry.rules):
+                return True
+        return False
+
+    def schema_allowed_missing(self, group: str, kind: str) -> bool:
+        return any(fnmatch.fnmatch(f"{group}/{kind}", p) for p in self.allow_missing_schema)
+
+
+def load_config(path: Path) -> LintConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"--config {path}: cannot read: {exc.strerror}") from exc
+    try:
+        data = YAML(typ="safe").load(text) or {}
+    except YAMLError as exc:
+        raise InputError(f"--config {path}: not valid YAML: {exc}") from exc
+    try:
+        return LintConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        raise InputError(f"--config {path}: field {where}: {err['msg']}") from exc

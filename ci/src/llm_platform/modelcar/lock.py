@@ -1,0 +1,84 @@
+"""The model lock: `modelcars/<name>.lock.json`, what a spec resolved to when its image was last bumped.
+
+It ties three facts together in git, beside the spec: the spec it was built from (by hash, so a
+changed spec is visible), the Hugging Face commit the weights came from, and the pushed image.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llm_platform.errors import InputError
+
+LOCK_SUFFIX = ".lock.json"
+
+_SHA256_HEX = r"^[0-9a-f]{64}$"
+_GIT_COMMIT = r"^[0-9a-f]{40}$"
+# REPOSITORY@sha256:<hex>: a lock pins by digest only; a tag would not be a lock.
+_PINNED_IMAGE = r"^[^\s@]+@sha256:[0-9a-f]{64}$"
+
+
+class ModelLock(BaseModel):
+    """One modelcar's lock; field order is the on-disk order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    spec_sha256: str = Field(
+        pattern=_SHA256_HEX, description="spec_sha256() of the spec the image was built from"
+    )
+    hf_commit: str = Field(pattern=_GIT_COMMIT, description="resolved Hugging Face commit sha of the weights")
+    image: str = Field(pattern=_PINNED_IMAGE, description="REPOSITORY@sha256:<hex> of the pushed modelcar")
+
+    @property
+    def digest(self) -> str:
+        return self.image.rpartition("@")[2]
+
+
+def lock_path_for(spec_path: Path) -> Path:
+    """`modelcars/<name>.yaml` -> `modelcars/<name>.lock.json`."""
+    return spec_path.with_name(spec_path.stem + LOCK_SUFFIX)
+
+
+def lock_relpath_for(spec_relpath: str) -> str:
+    """The same as lock_path_for, on a posix path inside a git tree."""
+    path = PurePosixPath(spec_relpath)
+    return str(path.with_name(path.stem + LOCK_SUFFIX))
+
+
+def render_lock(lock: ModelLock) -> bytes:
+    """Canonical bytes: stable key order, two-space indent, trailing newline (so re-writes diff cleanly)."""
+    return (json.dumps(lock.model_dump(mode="json"), indent=2) + "\n").encode()
+
+
+def parse_lock(data: bytes, *, source: str) -> ModelLock:
+    """Parse a lock's bytes; `source` names the file in errors."""
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        line = getattr(exc, "lineno", None)
+        where = f"{source}:{line}" if line else source
+        raise InputError(f"{where}: not a valid JSON lock file: {exc}") from exc
+    try:
+        return ModelLock.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise InputError(f"{source}: invalid lock: {problems}") from exc
+
+
+def read_lock(path: Path) -> ModelLock | None:
+    """The lock at `path`, or None when there is none yet."""
+    if not path.is_file():
+        return None
+    return parse_lock(path.read_bytes(), source=str(path))
+
+
+def write_lock(path: Path, lock: ModelLock) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves half a lock."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(render_lock(lock))
+    tmp.replace(path)

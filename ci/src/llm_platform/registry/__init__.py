@@ -1,0 +1,1 @@
+"""OCI registry client: references, credentials, the distribution API with streamed, resumable uploads."""

@@ -1,0 +1,584 @@
+"""An OCI distribution-API client that streams blobs built on the fly (httpx, one pooled connection per upload).
+
+Why not oras-py's `Registry` for the HTTP side: its monolithic upload sends `fd.read()` (the whole blob in
+memory) and needs a file path, not a stream; its chunked upload has no 416/offset resync, no resume and no
+`OCI-Chunk-Min-Length`; its retry decorator would replay a consumed body; it has no cross-repository mount;
+and its token cache is scope-blind (see auth.py). Credentials still come through oras-py (auth.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from llm_platform.errors import RegistryError
+from llm_platform.logs import get_logger
+from llm_platform.registry.auth import Credentials, RegistryAuth
+from llm_platform.registry.policy import RegistryPolicy, UploadMode, policy_for
+from llm_platform.registry.progress import UploadProgress, human_bytes
+from llm_platform.registry.reference import is_loopback
+
+log = get_logger("registry.client")
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_ACCEPT = f"{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST}, {DOCKER_MANIFEST_LIST}"
+_RANGE_RE = re.compile(r"^(?:bytes=)?(\d+)-(\d+)$")
+
+
+class BlobSource(Protocol):
+    """What the client uploads: `open()` yields the blob's exact bytes in bounded chunks."""
+
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def open(self) -> Iterator[bytes]: ...
+
+
+class _Retriable(Exception):
+    """A failure worth another attempt (connection lost, 5xx, 429, 416, an expired token)."""
+
+
+@dataclass
+class _Upload:
+    location: str | None = None
+    offset: int = 0
+    chunk_size: int = 0
+    needs_resync: bool = False
+
+
+def _describe_errors(response: httpx.Response) -> str:
+    """`HTTP 400 DIGEST_INVALID: provided digest did not match uploaded content` from the OCI error body."""
+    text = f"HTTP {response.status_code}"
+    try:
+        body = response.json()
+    except (ValueError, httpx.ResponseNotRead):
+        return text
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors:
+        parts = []
+        for err in errors[:3]:
+            if isinstance(err, dict):
+                parts.append(f"{err.get('code', '?')}: {err.get('message', '')}".strip())
+        text += " " + "; ".join(parts)
+    return text
+
+
+def _transport_reason(exc: Exception) -> str:
+    cause = exc.__cause__ or exc.__context__
+    detail = str(exc) or (str(cause) if cause else "")
+    return f"{type(exc).__name__}{': ' + detail if detail else ''}"
+
+
+_PREFETCH_DEPTH = 4  # buffers read ahead per upload (1 MiB each for model layers): bounded memory
+
+
+class _Prefetched:
+    """Reads (and, inside the source, hashes) the next buffers on a helper thread while the current one is
+    on the wire, so disk, hashing and network overlap; at most `_PREFETCH_DEPTH` buffers wait in between."""
+
+    _END = object()
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=_PREFETCH_DEPTH)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(pieces,), name="blob-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, pieces: Iterator[bytes]) -> None:
+        try:
+            for piece in pieces:
+                if not self._put(piece):
+                    return
+            self._put(self._END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread, raised there
+            self._put(exc)
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        item = self._queue.get()
+        if item is self._END:
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+class _BlobCursor:
+    """Walks a blob's stream once: `take(n)` yields the next n bytes, starting at `start` (skipped, not sent)."""
+
+    def __init__(self, blob: BlobSource, start: int) -> None:
+        self._prefetch = _Prefetched(iter(blob.open()))
+        self._pieces: Iterator[bytes] = self._prefetch
+        self._pending = b""
+        self._skip = start
+
+    def _next_piece(self) -> bytes:
+        if self._pending:
+            piece, self._pending = self._pending, b""
+            return piece
+        while True:
+            following = next(self._pieces, None)
+            if following is None:
+                raise RegistryError("blob source ended before its declared size")
+            piece = following
+            if self._skip:
+                if len(piece) <= self._skip:
+                    self._skip -= len(piece)
+                    continue
+                piece, self._skip = piece[self._skip :], 0
+            return piece
+
+    def take(self, length: int, *, last: bool = False) -> Iterator[bytes]:
+        remaining = length
+        while remaining > 0:
+            piece = self._next_piece()
+            if len(piece) > remaining:
+                piece, self._pending = piece[:remaining], piece[remaining:]
+            remaining -= len(piece)
+            yield bytes(piece)
+        if last:
+            self.finish()
+
+    def close(self) -> None:
+        self._prefetch.close()
+
+    def finish(self) -> None:
+        """Run the source to its end: a verifying source checks size and digest there (and learns its digest)."""
+        extra = len(self._pending)
+        for piece in self._pieces:
+            skipped = min(self._skip, len(piece))
+            self._skip -= skipped
+            extra += len(piece) - skipped
+        if extra or self._skip:
+            raise RegistryError("blob source does not have its declared size")
+
+
+class RegistryClient:
+    """One registry host. Thread-safe: uploads of several blobs may run concurrently on one client."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        insecure: bool = False,
+        credentials: Credentials | None = None,
+        policy: RegistryPolicy | None = None,
+        retries: int = 4,
+        backoff: float = 0.5,
+        progress: UploadProgress | None = None,
+        max_connections: int = 8,
+        verify: bool | str = True,
+    ) -> None:
+        self.host = host
+        self.scheme = "http" if insecure or is_loopback(host) else "https"
+        self.base_url = f"{self.scheme}://{host}"
+        self.policy = policy or policy_for(host)
+        self.retries = retries
+        self.backoff = backoff
+        self.progress = progress
+        self.auth = RegistryAuth(host, credentials, verify=verify)
+        self.credentials = credentials
+        self._aborted = threading.Event()
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            auth=self.auth,
+            verify=verify,
+            timeout=httpx.Timeout(connect=15.0, read=600.0, write=600.0, pool=600.0),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers={"User-Agent": "llm-platform"},
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RegistryClient:  # noqa: PYI034 - final class in practice
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+    def _send(self, method: str, url: str, *, what: str, **kwargs: object) -> httpx.Response:
+        """One request; transport failures become `_Retriable`, authentication failures `RegistryError`."""
+        try:
+            response = self._http.request(method, url, **kwargs)  # type: ignore[arg-type]
+        except httpx.StreamConsumed as exc:  # a body that met a 401 cannot be replayed; the token is cached now
+            raise _Retriable(f"{what}: re-authenticated mid-request") from exc
+        except httpx.TransportError as exc:
+            raise _Retriable(f"{what}: {self.base_url} unreachable ({_transport_reason(exc)})") from exc
+        if response.status_code == 401:
+            who = (f"user {self.credentials.username!r} (credentials from {self.credentials.source})"
+                   if self.credentials else "anonymous access")
+            raise RegistryError(
+                f"{self.host}: authentication failed for {what}: {who} rejected ({_describe_errors(response)})"
+            )
+        if response.status_code == 403:
+            raise RegistryError(f"{self.host}: {what} denied ({_describe_errors(response)})")
+        if response.status_code in (429, 500, 502, 503, 504):
+            raise _Retriable(f"{what}: {_describe_errors(response)}")
+        return response
+
+    def _with_retries(self, what: str, action: Callable[[], httpx.Response]) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                return action()
+            except _Retriable as exc:
+                attempt += 1
+                if attempt > self.retries:
+                    raise RegistryError(f"{self.host}: {exc} (gave up after {attempt} attempts)") from None
+                delay = min(self.backoff * 2 ** (attempt - 1), 8.0)
+                log.debug("%s; retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+
+    def _absolute(self, location: str) -> str:
+        return location if location.startswith(("http://", "https://")) else self.base_url + location
+
+    def _unexpected(self, what: str, response: httpx.Response) -> RegistryError:
+        return RegistryError(f"{self.host}: {what} failed: {_describe_errors(response)}")
+
+    # -- API --------------------------------------------------------------------------------------------
+    def ping(self) -> None:
+        """GET /v2/: fails early (and clearly) on an unreachable registry or rejected credentials."""
+        response = self._with_retries("GET /v2/", lambda: self._send("GET", "/v2/", what="API check"))
+        if response.status_code != 200:
+            raise self._unexpected("API check (GET /v2/)", response)
+
+    def blob_size(self, repository: str, digest: str) -> int | None:
+        """Size of a blob the repository already holds, None when absent."""
+        what = f"HEAD blob {digest[:19]} in {repository}"
+        response = self._with_retries(
+            what, lambda: self._send("HEAD", f"/v2/{repository}/blobs/{digest}", what=what)
+        )
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._unexpected(what, response)
+        return int(response.headers.get("content-length", "-1"))
+
+    def mount_blob(self, repository: str, digest: str, source_repository: str) -> bool:
+        """Cross-repository mount (`?mount=&from=`); False when the registry opened an upload instead."""
+        what = f"mount {digest[:19]} from {source_repository} into {repository}"
+        response = self._with_retries(what, lambda: self._send(
+            "POST", f"/v2/{repository}/blobs/uploads/", what=what,
+            params={"mount": digest, "from": source_repository},
+        ))
+        if response.status_code == 201:
+            return True
+        if response.status_code == 202 and response.headers.get("location"):
+            try:  # the registry opened a session we will not use: close it rather than leave it to expire
+                self._http.delete(self._absolute(response.headers["location"]))
+            except httpx.HTTPError:
+                pass
+            return False
+        raise self._unexpected(what, response)
+
+    def get_blob(self, repository: str, digest: str, *, max_size: int = 16 * 1024 * 1024) -> bytes:
+        """A small blob (a config), checked against its digest."""
+        what = f"GET blob {digest[:19]} from {repository}"
+
+        def fetch() -> httpx.Response:
+            try:
+                response = self._http.get(f"/v2/{repository}/blobs/{digest}", follow_redirects=True)
+            except httpx.TransportError as exc:
+                raise _Retriable(f"{what}: {_transport_reason(exc)}") from exc
+            if response.status_code >= 500:
+                raise _Retriable(f"{what}: {_describe_errors(response)}")
+            return response
+
+        response = self._with_retries(what, fetch)
+        if response.status_code != 200:
+            raise self._unexpected(what, response)
+        body = response.content
+        if len(body) > max_size:
+            raise RegistryError(f"{self.host}: {what}: blob larger than {human_bytes(max_size)}")
+        if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+            raise RegistryError(f"{self.host}: {what}: content does not match its digest")
+        return body
+
+    def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
+        """(body, digest, media type); the digest is computed from the body and checked against the registry's."""
+        what = f"GET manifest {repository}:{reference}"
+        response = self._with_retries(what, lambda: self._send(
+            "GET", f"/v2/{repository}/manifests/{reference}", what=what, headers={"Accept": MANIFEST_ACCEPT}
+        ))
+        if response.status_code != 200:
+            raise self._unexpected(what, response)
+        body = response.content
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        claimed = response.headers.get("docker-content-digest")
+        if claimed and claimed != digest:
+            raise RegistryError(f"{self.host}: {what}: registry says {claimed} but the body hashes to {digest}")
+        if reference.startswith("sha256:") and reference != digest:
+            raise RegistryError(f"{self.host}: {what}: manifest body hashes to {digest}")
+        return body, digest, response.headers.get("content-type", "").split(";")[0]
+
+    def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """HEAD a manifest: its digest, or None when the tag/digest is unknown."""
+        what = f"HEAD manifest {repository}:{reference}"
+        response = self._with_retries(what, lambda: self._send(
+            "HEAD", f"/v2/{repository}/manifests/{reference}", what=what, headers={"Accept": MANIFEST_ACCEPT}
+        ))
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._unexpected(what, response)
+        return response.headers.get("docker-content-digest")
+
+    def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
+        what = f"PUT manifest {repository}:{reference}"
+        response = self._with_retries(what, lambda: self._send(
+            "PUT", f"/v2/{repository}/manifests/{reference}", what=what, content=body,
+            headers={"Content-Type": media_type},
+        ))
+        if response.status_code not in (200, 201):
+            raise self._unexpected(what, response)
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        claimed = response.headers.get("docker-content-digest")
+        if claimed and claimed != digest:
+            raise RegistryError(f"{self.host}: {what}: registry stored {claimed}, expected {digest}")
+        return digest
+
+    def list_tags(self, repository: str) -> list[str]:
+        """Every tag (following `Link` pagination); [] when the repository does not exist yet."""
+        what = f"list tags of {repository}"
+        url: str | None = f"/v2/{repository}/tags/list?n=1000"
+        tags: list[str] = []
+        while url:
+            response = self._with_retries(what, functools.partial(self._send, "GET", url, what=what))
+            if response.status_code == 404:
+                return tags
+            if response.status_code != 200:
+                raise self._unexpected(what, response)
+            tags.extend(response.json().get("tags") or [])
+            url = None
+            match = re.search(r"<([^>]+)>\s*;\s*rel=\"?next\"?", response.headers.get("link", ""))
+            if match:
+                url = match.group(1)
+        return tags
+
+    # -- blob upload --------------------------------------------------------------------------------------
+    def check_layer_size(self, size: int, label: str) -> None:
+        limit = self.policy.max_layer_size
+        if limit is not None and size > limit:
+            raise RegistryError(
+                f"{label} is {human_bytes(size)} ({size} bytes), over the {human_bytes(limit)} layer limit "
+                f"of {self.host} ({self.policy.limit_source}); nothing was uploaded"
+            )
+
+    def upload_blob(self, repository: str, blob: BlobSource, *, label: str = "blob") -> int:
+        """Upload one blob; returns the bytes sent (retries included). Resumes chunked uploads where it can.
+
+        A chunked upload reads `blob.digest` only when committing, so a blob whose digest is learnt while it
+        streams (a tar layer built on the fly) is read once; a monolithic PUT needs the digest up front.
+        """
+        self.check_layer_size(blob.size, label)
+        key = f"{repository}/{label}#{id(blob)}"
+        if self.progress:
+            self.progress.start(key, label, blob.size)
+        state = _Upload()
+        sent = [0]
+        attempt = 0
+        while True:
+            if self._aborted.is_set():
+                if self.progress:
+                    self.progress.finish(key, "ABORTED")
+                raise RegistryError(f"upload of {label} aborted: another blob of this push failed")
+            try:
+                if state.needs_resync:
+                    self._resync(state, label)
+                    if self.progress:
+                        self.progress.reset(key, state.offset)
+                if state.location is None:
+                    self._open_session(repository, state)
+                    if self.progress:
+                        self.progress.reset(key, 0)
+                if self.policy.upload_mode is UploadMode.MONOLITHIC or blob.size == 0:
+                    self._put_whole(blob, state, key, sent)
+                else:
+                    self._patch_chunks(blob, state, key, sent)
+                    self._close_session(blob, state)
+                if self.progress:
+                    self.progress.finish(key, "pushed")
+                return sent[0]
+            except _Retriable as exc:
+                attempt += 1
+                if attempt > self.retries:
+                    if self.progress:
+                        self.progress.finish(key, "FAILED")
+                    raise RegistryError(
+                        f"{self.host}: upload of {label} failed: {exc} (gave up after {attempt} attempts)"
+                    ) from None
+                delay = min(self.backoff * 2 ** (attempt - 1), 8.0)
+                log.info("upload of %s interrupted (%s); retrying in %.1fs", label, exc, delay)
+                time.sleep(delay)
+                state.needs_resync = True
+            except BaseException:
+                if self.progress:
+                    self.progress.finish(key, "FAILED")
+                self._cancel_session(state)
+                raise
+
+    def _cancel_session(self, state: _Upload) -> None:
+        """Best effort: close a session we give up on instead of leaving it for the registry to expire."""
+        if state.location is None:
+            return
+        try:
+            self._http.delete(state.location, timeout=5.0)
+        except httpx.HTTPError:
+            pass
+
+    def _open_session(self, repository: str, state: _Upload) -> None:
+        what = f"start upload in {repository}"
+        response = self._send("POST", f"/v2/{repository}/blobs/uploads/", what=what)
+        if response.status_code != 202 or not response.headers.get("location"):
+            raise self._unexpected(what, response)
+        state.location = self._absolute(response.headers["location"])
+        state.offset = 0
+        minimum = int(response.headers.get("oci-chunk-min-length", "0") or 0)
+        state.chunk_size = max(self.policy.chunk_size, minimum)
+
+    def _resync(self, state: _Upload, label: str) -> None:
+        """After a failure: ask the session where it stands (GET → 204 + Range); restart when it is gone."""
+        if state.location is None or self.policy.upload_mode is UploadMode.MONOLITHIC:
+            state.location = None
+            state.needs_resync = False
+            return
+        try:
+            response = self._http.get(state.location)
+        except httpx.TransportError as exc:  # still down: keep the session, the next attempt asks again
+            reason = _transport_reason(exc)
+            raise _Retriable(f"upload status of {label}: {self.base_url} unreachable ({reason})") from exc
+        state.needs_resync = False
+        match = _RANGE_RE.match(response.headers.get("range", ""))
+        if response.status_code == 204 and match and match.group(2) != "0":
+            # "0-0" means 0 or 1 byte (docker/distribution writes it for both): restart rather than guess.
+            state.offset = int(match.group(2)) + 1
+            if response.headers.get("location"):
+                state.location = self._absolute(response.headers["location"])
+            log.info("resuming %s at byte %d", label, state.offset)
+            return
+        log.info("restarting the upload of %s from its first byte (session status: %s)", label,
+                 _describe_errors(response))
+        self._cancel_session(state)
+        state.location = None
+
+    def abort(self) -> None:
+        """Stop every upload in flight at its next buffer (another upload of the same push failed)."""
+        self._aborted.set()
+
+    def _counted(self, pieces: Iterator[bytes], key: str, sent: list[int]) -> Iterator[bytes]:
+        for piece in pieces:
+            if self._aborted.is_set():
+                raise RegistryError("upload aborted: another blob of this push failed")
+            sent[0] += len(piece)
+            if self.progress:
+                self.progress.advance(key, len(piece))
+            yield piece
+
+    def _put_whole(self, blob: BlobSource, state: _Upload, key: str, sent: list[int]) -> None:
+        assert state.location is not None
+        what = f"upload {blob.digest[:19]}"
+        url = httpx.URL(state.location).copy_merge_params({"digest": blob.digest})
+        cursor = _BlobCursor(blob, 0)
+        try:
+            response = self._send("PUT", str(url), what=what,
+                                  content=self._counted(cursor.take(blob.size, last=True), key, sent),
+                                  headers={"Content-Type": "application/octet-stream",
+                                           "Content-Length": str(blob.size)})
+        except _Retriable:
+            state.location = None  # a monolithic PUT cannot resume: restart the session
+            raise
+        finally:
+            cursor.close()
+        self._check_committed(blob, response, what)
+
+    def _patch_chunks(self, blob: BlobSource, state: _Upload, key: str, sent: list[int]) -> None:
+        cursor = _BlobCursor(blob, state.offset)  # one pass over the source per attempt, however many chunks
+        try:
+            self._send_chunks(blob, state, key, sent, cursor)
+        finally:
+            cursor.close()
+
+    def _send_chunks(
+        self, blob: BlobSource, state: _Upload, key: str, sent: list[int], cursor: _BlobCursor
+    ) -> None:
+        while state.offset < blob.size:
+            assert state.location is not None
+            length = min(state.chunk_size, blob.size - state.offset)
+            end = state.offset + length - 1
+            what = f"upload {blob.digest[:19]} bytes {state.offset}-{end}"
+            response = self._send(
+                "PATCH", state.location, what=what,
+                content=self._counted(cursor.take(length), key, sent),
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(length),
+                         "Content-Range": f"{state.offset}-{end}"},
+            )
+            if response.status_code == 416:
+                raise _Retriable(f"{what}: registry reports a different offset (416)")
+            if response.status_code != 202:
+                if response.status_code in (400, 404):  # session unknown or invalid: start a new one
+                    state.location = None
+                    raise _Retriable(f"{what}: {_describe_errors(response)}")
+                raise self._unexpected(what, response)
+            if response.headers.get("location"):
+                state.location = self._absolute(response.headers["location"])
+            match = _RANGE_RE.match(response.headers.get("range", ""))
+            server_end = int(match.group(2)) if match else end
+            if server_end != end:
+                state.offset = server_end + 1
+                raise _Retriable(f"{what}: registry holds bytes up to {server_end}")
+            state.offset = end + 1
+        cursor.finish()
+
+    def _close_session(self, blob: BlobSource, state: _Upload) -> None:
+        assert state.location is not None
+        what = f"commit {blob.digest[:19]}"
+        url = httpx.URL(state.location).copy_merge_params({"digest": blob.digest})
+        response = self._send("PUT", str(url), what=what, content=b"",
+                              headers={"Content-Type": "application/octet-stream"})
+        if response.status_code in (404,):
+            state.location = None
+            raise _Retriable(f"{what}: {_describe_errors(response)}")
+        self._check_committed(blob, response, what)
+
+    def _check_committed(self, blob: BlobSource, response: httpx.Response, what: str) -> None:
+        if response.status_code != 201:
+            raise RegistryError(f"{self.host}: {what} rejected: {_describe_errors(response)}")
+        claimed = response.headers.get("docker-content-digest")
+        if claimed and claimed != blob.digest:
+            raise RegistryError(f"{self.host}: {what}: registry stored {claimed}, expected {blob.digest}")

@@ -1,0 +1,334 @@
+"""How the module's functions compose their containers, checked with a recording stand-in for the
+Dagger API (there is no engine on this machine, so no container here ever runs).
+
+The recorder answers the few leaf calls the functions await (stdout, entries, contents) with canned
+command results and keeps every container's chain of operations, so the tests can assert what the
+engine would be asked to do: which command runs in which order, where each secret goes (only into
+environment variables), which execs are cache-busted, what reaches the toolbox. The commands themselves
+are run for real in test_dagger_toolbox.py; what the engine does with the chains is not tested here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from llm_platform import main as module
+from llm_platform.errors import InputError
+
+Op = tuple[str, tuple[Any, ...], dict[str, Any]]
+COMMIT = "c" * 40
+
+
+class Secret:
+    """A secret handle: what a function receives for `--x env://VAR`; its value never exists here."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Secret({self.name})"
+
+
+class Recorder:
+    def __init__(self, answer: Callable[[list[str]], str]) -> None:
+        self.answer = answer
+        self.evaluated: list[tuple[Op, ...]] = []
+
+
+class Container:
+    def __init__(self, recorder: Recorder, ops: tuple[Op, ...] = ()) -> None:
+        self.recorder, self.ops = recorder, ops
+
+    def __getattr__(self, name: str) -> Callable[..., Container]:
+        if not (name.startswith(("with_", "without_")) or name == "from_"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: Container(self.recorder, (*self.ops, (name, args, kwargs)))
+
+    def execs(self) -> list[list[str]]:
+        return [list(args[0]) for name, args, _ in self.ops if name == "with_exec"]
+
+    async def stdout(self) -> str:
+        self.recorder.evaluated.append(self.ops)
+        return self.recorder.answer(self.execs()[-1])
+
+    def directory(self, path: str) -> tuple[str, Container, str]:
+        return ("directory-of", self, path)
+
+    def file(self, path: str) -> tuple[str, Container, str]:
+        return ("file-of", self, path)
+
+
+class HostFile:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def name(self) -> str:
+        return self.path.name
+
+    async def contents(self) -> str:
+        return self.path.read_text()
+
+
+class HostDirectory:
+    """A directory argument backed by a real directory of the repository."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def directory(self, path: str) -> HostDirectory:
+        return HostDirectory(self.path / path)
+
+    def file(self, path: str) -> HostFile:
+        return HostFile(self.path / path)
+
+    async def entries(self) -> list[str]:
+        return sorted(p.name for p in self.path.iterdir())
+
+
+class Dag:
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def container(self) -> Container:
+        return Container(self.recorder)
+
+    def cache_volume(self, key: str) -> tuple[str, str]:
+        return ("cache", key)
+
+    def current_module(self) -> Dag:
+        return self
+
+    def source(self) -> str:
+        return "module-source"
+
+
+def _answer(argv: list[str]) -> str:
+    """Canned stdout of the toolbox commands (their real output is tested in test_dagger_toolbox.py)."""
+    if argv[:3] == ["llm-platform", "tofu", "output"]:
+        return json.dumps({"registry": "us-east4-docker.pkg.dev/p/modelcars"})
+    if argv[:3] == ["llm-platform", "tofu", "plan"]:
+        return json.dumps({"add": 1})
+    if argv[0] == "python":  # resolve the revision
+        return f"resolving...\n{COMMIT}\n"
+    if argv[:3] == ["llm-platform", "modelcar", "publish"]:
+        name = Path(argv[3]).stem
+        return json.dumps(
+            {
+                "reference": f"{argv[5]}@sha256:{'d' * 64}",
+                "digest": "sha256:" + "d" * 64,
+                "tags": [f"{name}-{COMMIT[:12]}"],
+                "bytes_uploaded": 1,
+                "blobs_uploaded": 1,
+                "blobs_present": 0,
+                "blobs_mounted": 0,
+                "layers_known_without_reading": 0,
+                "previous_images": [],
+                "seconds": 1.0,
+            }
+        )
+    if argv[:2] == ["llm-platform", "lint"]:
+        return "lint: clean\n"
+    if argv[:2] == ["llm-platform", "bump"]:
+        return f"{'e' * 39}{len(argv) % 10}\n"
+    raise AssertionError(f"unexpected evaluation of {argv}")
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    recorder = Recorder(_answer)
+    monkeypatch.setattr(module, "dag", Dag(recorder))
+    return recorder
+
+
+def _execs(chain: tuple[Op, ...]) -> list[list[str]]:
+    return [list(args[0]) for name, args, _ in chain if name == "with_exec"]
+
+
+def _secret_env(chain: tuple[Op, ...]) -> dict[str, str]:
+    return {args[0]: args[1].name for name, args, _ in chain if name == "with_secret_variable"}
+
+
+def _assert_secrets_only_in_env(chain: tuple[Op, ...]) -> None:
+    for name, args, kwargs in chain:
+        values = [*args, *kwargs.values()]
+        if name == "with_secret_variable":
+            assert isinstance(values[1], Secret) and len(values) == 2
+            continue
+        flat = [v for value in values for v in (value if isinstance(value, list) else [value])]
+        assert not any(isinstance(v, Secret) for v in flat), f"a secret reached {name}{args}"
+
+
+def _busted(chain: tuple[Op, ...]) -> bool:
+    return any(name == "with_env_variable" and args[0] == module.CACHE_BUSTER_ENV for name, args, _ in chain)
+
+
+def test_deploy_runs_the_pipeline_in_order_with_secrets_only_in_the_environment(
+    recorder: Recorder, repo_root: Path
+) -> None:
+    specs = sorted(p.stem for p in (repo_root / "modelcars").glob("*.yaml"))
+    locks = list((repo_root / "modelcars").glob("*.lock.json"))
+    expected = (
+        specs
+        if not locks
+        else module.stale_modelcars(
+            {
+                p.name: p.read_bytes()
+                for p in (repo_root / "modelcars").iterdir()
+                if p.suffix in (".yaml", ".json")
+            }
+        )[0]
+    )
+    repo = HostDirectory(repo_root)
+    secrets = {name: Secret(name) for name in ("ACCESS", "HF", "REGISTRY", "GIT")}
+
+    summary = json.loads(
+        anyio.run(
+            lambda: module.LlmPlatform().deploy(
+                "dev",
+                repo,
+                project_id="my-project",
+                access_token=secrets["ACCESS"],
+                hf_token=secrets["HF"],
+                registry_username="oauth2accesstoken",
+                registry_password=secrets["REGISTRY"],
+                git_token=secrets["GIT"],
+                push=True,
+            )
+        )
+    )
+
+    chains = recorder.evaluated
+    for chain in chains:
+        _assert_secrets_only_in_env(chain)
+        assert chain[0] == ("from_", (module.images.PYTHON,), {}), "every step runs in the pinned toolbox"
+    kinds = [_execs(chain)[-1][:3] for chain in chains]
+    # 1. tofu apply then output, in one container (a local state file would survive), with the token.
+    assert _execs(chains[0])[-2:] == [
+        module.tofu_argv("apply", "envs/dev"),
+        module.tofu_argv("output", "envs/dev"),
+    ]
+    assert _secret_env(chains[0]) == {"GOOGLE_OAUTH_ACCESS_TOKEN": "ACCESS"} and _busted(chains[0])
+    assert ("with_env_variable", ("TF_VAR_project_id", "my-project"), {}) in chains[0]
+    # 2. per changed modelcar: resolve the revision, then publish, both fresh, HF token in the env.
+    resolves = [c for c, k in zip(chains, kinds) if k[0] == "python"]
+    publishes = [c for c, k in zip(chains, kinds) if k[:3] == ["llm-platform", "modelcar", "publish"]]
+    assert len(resolves) == len(publishes) == len(expected)
+    for chain in resolves + publishes:
+        assert _busted(chain) and _secret_env(chain)["HF_TOKEN"] == "HF"
+    for chain in publishes:
+        assert _secret_env(chain) == {"HF_TOKEN": "HF", "LLM_PLATFORM_REGISTRY_PASSWORD": "REGISTRY"}
+        assert _execs(chain)[-1][-2:] == ["--username", "oauth2accesstoken"]
+    # 3. lint after the publishes, 4. the bumps last, one checkout, in order, each with its HF commit.
+    assert kinds.index(["llm-platform", "lint", "gitops"]) > max(
+        kinds.index(k) for k in kinds if k[0] == "python"
+    )
+    bumps = [c for c, k in zip(chains, kinds) if k[:2] == ["llm-platform", "bump"]]
+    assert bumps and all(chain[: len(bumps[0])] == bumps[0] for chain in bumps)  # one growing chain
+    final = _execs(bumps[-1])
+    bump_execs = [argv for argv in final if argv[:2] == ["llm-platform", "bump"]]
+    assert [argv[argv.index("--model") + 1] for argv in bump_execs] == expected
+    assert all(
+        argv[argv.index("--hf-commit") + 1] == COMMIT and argv[-2:] == ["--push", "origin"]
+        for argv in bump_execs
+    )
+    assert _secret_env(bumps[-1]) == {"GIT_TOKEN": "GIT"} and _busted(bumps[-1])
+    assert kinds.index(["llm-platform", "bump", "--model"]) > kinds.index(["llm-platform", "lint", "gitops"])
+
+    assert summary["env"] == "dev" and summary["tofu_outputs"] == {
+        "registry": "us-east4-docker.pkg.dev/p/modelcars"
+    }
+    assert [p["name"] for p in summary["published"]] == expected
+    assert all(p["hf_commit"] == COMMIT and "@sha256:" in p["image"] for p in summary["published"])
+    assert len(summary["bump_commits"]) == len(expected) and summary["pushed"] is True
+    assert summary["lint"] == "lint: clean"
+
+
+def test_lint_syncs_the_pinned_crds_then_lints_the_tree_at_its_repository_path(
+    recorder: Recorder, repo_root: Path
+) -> None:
+    report = anyio.run(module.LlmPlatform().lint, HostDirectory(repo_root / "gitops"))
+    assert report == "lint: clean\n"
+    [chain] = recorder.evaluated
+    assert _execs(chain)[-2:] == [
+        module.crds_sync_argv("gitops/crds.lock.yaml", module.CRD_CACHE),
+        module.lint_argv("gitops", module.CRD_CACHE),
+    ]
+    assert ("with_workdir", (module.WORK,), {}) in chain
+    assert _secret_env(chain) == {} and not _busted(chain)  # a pure check: cacheable
+
+
+def test_tofu_plan_reads_live_state_so_it_is_never_replayed(recorder: Recorder, repo_root: Path) -> None:
+    token = Secret("ACCESS")
+    plan = anyio.run(
+        lambda: module.LlmPlatform().tofu_plan("dev", HostDirectory(repo_root / "infra"), access_token=token)
+    )
+    assert json.loads(plan) == {"add": 1}
+    [chain] = recorder.evaluated
+    assert _execs(chain)[-1] == module.tofu_argv("plan", "envs/dev") and _busted(chain)
+    _assert_secrets_only_in_env(chain)
+    with pytest.raises(InputError, match="--env"):
+        anyio.run(lambda: module.LlmPlatform().tofu_plan("../prod", HostDirectory(repo_root / "infra")))
+
+
+def test_a_bad_spec_fails_before_any_container_is_evaluated(recorder: Recorder, tmp_path: Path) -> None:
+    spec = tmp_path / "broken.yaml"
+    spec.write_text("huggingface:\n  repo: not a repo\n")
+    with pytest.raises(InputError, match=r"^modelcars/broken\.yaml:\d+: "):
+        anyio.run(module.LlmPlatform().build_modelcar, HostFile(spec))
+    assert recorder.evaluated == []
+
+
+def test_publish_without_a_user_for_the_password_is_refused(recorder: Recorder, repo_root: Path) -> None:
+    car = anyio.run(
+        module.LlmPlatform().build_modelcar, HostFile(repo_root / "modelcars" / "minilm-demo.yaml")
+    )
+    assert (car.name, car.repository, car.freshness) == (
+        "minilm-demo",
+        "us-central1-docker.pkg.dev/llm-platform-example/modelcars/minilm-demo",
+        "",
+    )
+    with pytest.raises(InputError, match="--username"):
+        anyio.run(lambda: car.publish(password=Secret("REGISTRY")))
+    assert recorder.evaluated == []
+
+
+def test_the_toolbox_is_pinned_installs_from_the_lock_and_keeps_its_caches(recorder: Recorder) -> None:
+    chain = module.toolbox().ops
+    pulls = [args[0] for name, args, _ in chain if name == "from_"]
+    files = [args for name, args, _ in chain if name == "with_file"]
+    assert pulls == [module.images.PYTHON]
+    # The tools come out of the other pinned images, binary by binary.
+    assert [path for path, _ in files] == [
+        "/usr/local/bin/uv",
+        "/usr/local/bin/tofu",
+        "/usr/local/bin/kubectl",
+    ]
+    assert [source[1].ops[0][1][0] for _, source in files] == [
+        module.images.UV,
+        module.images.OPENTOFU,
+        module.images.KUBECTL,
+    ]
+    caches = {args[0]: args[1][1] for name, args, _ in chain if name == "with_mounted_cache"}
+    assert caches == {
+        "/var/cache/apt/archives": "llm-platform-apt-archives",
+        "/var/lib/apt/lists": "llm-platform-apt-lists",
+        "/root/.cache/uv": "llm-platform-uv",
+        module.HF_HOME: "llm-platform-huggingface",
+        module.LLM_PLATFORM_CACHE: "llm-platform-cache",
+        module.TOFU_PLUGIN_CACHE: "llm-platform-tofu-plugins",
+    }
+    # The package comes from the module's own source, dependencies first, exactly as ci/uv.lock pins them.
+    sources = [(args[1], kwargs.get("include")) for name, args, kwargs in chain if name == "with_directory"]
+    assert sources == [
+        ("module-source", ["pyproject.toml", "uv.lock"]),
+        ("module-source", ["pyproject.toml", "uv.lock", "src/llm_platform/**"]),
+    ]
+    syncs = [argv for argv in _execs(chain) if argv[:2] == ["uv", "sync"]]
+    assert syncs and all("--frozen" in argv and "--no-dev" in argv for argv in syncs)
+    assert _execs(chain)[0][-1].endswith(" ".join(module.images.TOOLBOX_APT_PACKAGES))

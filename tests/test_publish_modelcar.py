@@ -1,0 +1,194 @@
+"""`modelcar publish` end to end against a real docker-registry: pull with skopeo, run with podman as a KServe
+modelcar, incremental re-publish, one changed file, a registry killed mid-push."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.support.images import BaseLayout, Podman, busybox_layout, skopeo_copy  # noqa: F401
+from tests.support.publish_fixtures import AccessLog, demo_model_dir, generated_model
+from tests.support.registry import Registry
+from tests.support.tools import require_tool, run
+
+from llm_platform.cli import main
+from llm_platform.errors import RegistryError
+from llm_platform.modelcar.blob import canonical_json  # noqa: F401  (build and publish share it)
+from llm_platform.modelcar.build import build_layout
+from llm_platform.modelcar.publish import publish_modelcar
+from llm_platform.modelcar.tar_layer import layer_size
+from llm_platform.registry.policy import MiB
+from llm_platform.registry.progress import UploadProgress
+
+
+@pytest.fixture
+def podman() -> Iterator[Podman]:
+    """podman with private storage; a short root because podman refuses a runroot over 50 characters."""
+    instance = Podman(Path(tempfile.mkdtemp(prefix="llmp-pm-")))
+    yield instance
+    instance.cleanup()
+
+
+def publish_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["modelcar", "publish", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_publish_pulls_with_skopeo_runs_as_kserve_modelcar_and_republishes_nothing(
+    tmp_path: Path, registry: Registry, busybox_layout: BaseLayout, podman: Podman,  # noqa: F811
+    capsys: pytest.CaptureFixture[str], repo_root: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LLM_PLATFORM_CACHE_DIR", str(tmp_path / "cache"))
+    spec = repo_root / "modelcars" / "minilm-demo.yaml"
+    model = demo_model_dir()
+    target = f"{registry.host}/modelcars/minilm-demo"
+    log = AccessLog(registry)
+
+    code, out, err = publish_cli(capsys, str(spec), "--source-dir", str(model), "--base", busybox_layout.ref,
+                                 "--to", target)
+    assert code == 0, err
+    built = build_layout(spec, output=tmp_path / "built", source_dir=model, base=busybox_layout.ref)
+    assert out == f"{target}@{built.manifest_digest}\n"  # exactly one line: the build's digest, pinned
+    reference = out.strip()
+    assert "pushed models/model.safetensors" in err
+
+    # The default human tag points at the same manifest.
+    tag_ref = f"docker://{target}:minilm-demo-1110a243fdf4"
+    pulled = tmp_path / "pulled"
+    skopeo_copy(f"docker://{reference}", f"oci:{pulled}:modelcar", "--src-tls-verify=false", "--preserve-digests")
+    assert json.loads((pulled / "index.json").read_text())["manifests"][0]["digest"] == built.manifest_digest
+    by_tag = run([require_tool("skopeo"), "inspect", "--tls-verify=false", "--format", "{{.Digest}}", tag_ref])
+    assert by_tag.stdout.strip() == built.manifest_digest
+
+    # KServe's modelcar contract: the init container checks /models, the sidecar links /proc/$$/root/models
+    # to /mnt/models (shareProcessNamespace) and the runtime reads the weights through that link.
+    image = podman.pull_layout(pulled, "modelcar")
+    expected = hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest()
+    init = podman("run", "--rm", "--network", "none", image, "sh", "-c",
+                  '[ -d /models ] && [ "$(ls -A /models)" ] && echo OK || echo "NOK modelcar is invalid"')
+    assert init.stdout.strip() == "OK"
+    sidecar = podman("run", "--rm", "--network", "none", image, "sh", "-c",
+                     "ln -sf /proc/$$/root/models /mnt/models && readlink /mnt/models && "
+                     "sha256sum /mnt/models/model.safetensors")
+    link, checksum = sidecar.stdout.strip().splitlines()
+    assert link.startswith("/proc/") and link.endswith("/root/models")
+    assert checksum.split()[0] == expected
+
+    # Second publish: nothing uploaded (the registry's own log says so), same reference printed.
+    log.mark()
+    code, out, err = publish_cli(capsys, str(spec), "--source-dir", str(model), "--base", busybox_layout.ref,
+                                 "--to", target, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["reference"] == reference
+    assert result["bytes_uploaded"] == 0 and result["blobs_uploaded"] == 0
+    assert result["layers_known_without_reading"] == 11
+    assert log.blob_uploads() == []
+
+
+@pytest.mark.parametrize("use_cache", [True, False], ids=["digest-cache", "fresh-runner-no-cache"])
+def test_one_changed_file_uploads_only_its_layer(
+    tmp_path: Path, registry: Registry, busybox_layout: BaseLayout, use_cache: bool  # noqa: F811
+) -> None:
+    """With the digest cache unchanged files are not even read; without it (a fresh CI runner) they are
+    hashed and found in the registry. Either way only the changed file's layer and the config move."""
+    files = {f"model-0000{i}-of-00005.safetensors": (i + 1) * 700_000 for i in range(5)}
+    files["config.json"] = 1234
+    model = generated_model(tmp_path, "tiny-model", files)
+    target = f"{registry.host}/modelcars/tiny-model"
+    options = {"source_dir": model.source, "base": busybox_layout.ref, "cache_dir": tmp_path / "cache",
+               "use_cache": use_cache}
+    first = publish_modelcar(model.spec, target, **options)  # type: ignore[arg-type]
+    assert first.blobs_uploaded == 8  # base layer, 6 files, config
+
+    changed = "model-00003-of-00005.safetensors"
+    model.rewrite(changed, seed=99)
+    log = AccessLog(registry)
+    log.mark()
+    second = publish_modelcar(model.spec, target, **options)  # type: ignore[arg-type]
+    built = build_layout(model.spec, output=tmp_path / "built", source_dir=model.source, base=busybox_layout.ref)
+    assert second.digest == built.manifest_digest != first.digest
+    manifest = json.loads((tmp_path / "built" / "blobs" / "sha256" / built.manifest_digest[7:]).read_bytes())
+    new_layer = next(layer for layer in manifest["layers"]
+                     if layer.get("annotations", {}).get("io.llm-platform.modelcar.file.path") == changed)
+    # Only the changed file's layer and the new config moved; the registry committed exactly those two.
+    assert sorted(log.committed_digests()) == sorted([new_layer["digest"], manifest["config"]["digest"]])
+    assert second.bytes_uploaded == layer_size(changed, files[changed]) + manifest["config"]["size"]
+    assert second.layers_known_without_reading == (5 if use_cache else 0)  # with the cache: not even read
+    assert second.blobs_present == 6  # base layer and five unchanged files
+
+
+def test_registry_killed_mid_push_then_republish_uploads_only_what_was_missing(
+    tmp_path: Path, registry: Registry, busybox_layout: BaseLayout  # noqa: F811
+) -> None:
+    files = {"a.safetensors": 6 * MiB, "b.safetensors": 5 * MiB, "c.safetensors": 4 * MiB, "config.json": 777}
+    model = generated_model(tmp_path, "kill-test", files)
+    target = f"{registry.host}/modelcars/kill-test"
+    options = {"source_dir": model.source, "base": busybox_layout.ref, "cache_dir": tmp_path / "cache",
+               "concurrency": 1, "chunk_size": 1 * MiB}
+    moved = [0]
+    killed = threading.Event()
+
+    class KillAfter8MiB(UploadProgress):
+        def advance(self, key: str, count: int) -> None:
+            super().advance(key, count)
+            moved[0] += count
+            if moved[0] >= 8 * MiB and not killed.is_set():
+                killed.set()
+                registry.stop(kill=True)
+
+    with pytest.raises(RegistryError) as err:
+        publish_modelcar(model.spec, target, retries=2, backoff=0.05,
+                         progress=KillAfter8MiB(tty=False, interval=999), **options)  # type: ignore[arg-type]
+    assert killed.is_set() and "unreachable" in str(err.value)
+
+    registry.start()
+    built = build_layout(model.spec, output=tmp_path / "built", source_dir=model.source, base=busybox_layout.ref)
+    manifest = json.loads((tmp_path / "built" / "blobs" / "sha256" / built.manifest_digest[7:]).read_bytes())
+    from llm_platform.registry.client import RegistryClient
+
+    with RegistryClient(registry.host) as client:
+        missing = [d for d in [manifest["config"], *manifest["layers"]]
+                   if client.blob_size("modelcars/kill-test", d["digest"]) is None]
+    assert 0 < len(missing) < len(manifest["layers"]) + 1  # the first layer made it, the rest did not
+
+    log = AccessLog(registry)
+    log.mark()
+    result = publish_modelcar(model.spec, target, **options)  # type: ignore[arg-type]
+    assert result.digest == built.manifest_digest
+    assert sorted(log.committed_digests()) == sorted(d["digest"] for d in missing)
+    assert result.bytes_uploaded == sum(d["size"] for d in missing)
+
+
+def test_layer_over_the_limit_is_refused_before_any_upload(
+    tmp_path: Path, registry: Registry, busybox_layout: BaseLayout, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    model = generated_model(tmp_path, "too-big", {"big.safetensors": 2 * MiB + 1, "config.json": 10})
+    log = AccessLog(registry)
+    log.mark()
+    code, out, err = publish_cli(capsys, str(model.spec), "--source-dir", str(model.source), "--base",
+                                 busybox_layout.ref, "--to", f"{registry.host}/m/too-big", "--max-layer-size-mib", "2")
+    assert code == 1 and out == ""
+    assert "models/big.safetensors" in err and "layer limit" in err and "nothing was uploaded" in err
+    assert log.since_mark() == []
+
+
+def test_mount_from_another_repository_moves_no_layer_bytes(
+    tmp_path: Path, registry: Registry, busybox_layout: BaseLayout  # noqa: F811
+) -> None:
+    model = generated_model(tmp_path, "mounted", {"w.safetensors": 2 * MiB, "config.json": 99})
+    options = {"source_dir": model.source, "base": busybox_layout.ref, "cache_dir": tmp_path / "cache"}
+    first = publish_modelcar(model.spec, f"{registry.host}/team-a/mounted", **options)  # type: ignore[arg-type]
+    log = AccessLog(registry)
+    log.mark()
+    second = publish_modelcar(model.spec, f"{registry.host}/team-b/mounted",  # type: ignore[arg-type]
+                              mount_from=[f"{registry.host}/team-a/mounted"], **options)
+    assert second.digest == first.digest
+    assert second.blobs_mounted == 4 and second.blobs_uploaded == 0 and second.bytes_uploaded == 0
+    assert not [e for e in log.since_mark() if e[0] in ("PATCH", "PUT") and "/blobs/" in e[1]]
