@@ -1,8 +1,8 @@
 """The Dagger module, verified offline (no engine here): registration, types, docs, secrets, caching,
 pinned images, the Modelcar chain, import hygiene, dagger.json and mypy against the pinned dagger-io.
 
-What needs an engine (building containers, pushing, applying) is not run here; what the functions
-decide in-process (which modelcars changed, the digest of a layout) and the command lines they run
+What needs an engine (building containers, pushing, applying) is not run here; the one check run
+in-process (validating a spec before any container starts) and the command lines the functions run
 in the toolbox are checked against the real core and the real `llm-platform` CLI.
 """
 
@@ -33,7 +33,8 @@ from dagger.mod._utils import get_doc, get_parent_module_doc
 
 from llm_platform import images
 from llm_platform import main as module
-from llm_platform.errors import InputError, ToolError
+from llm_platform.errors import InputError
+from llm_platform.tofu.environments import environment_root
 
 MAIN_FUNCTIONS = {"build_modelcar", "tofu_plan", "tofu_apply", "lint", "bump", "deploy"}
 MODELCAR_FUNCTIONS = {"layout", "digest", "publish"}
@@ -526,92 +527,32 @@ def test_uv_lock_matches_the_package_dependencies(repo_root: Path) -> None:
     assert packages["dagger-io"]["version"] == "0.21.11"
 
 
-# --- 7. in-process logic against the real core ---
+# --- 7. in-process: a bad spec fails before any container, named as in the repository ---
 
 
-def _shipped_specs(repo_root: Path) -> dict[str, bytes]:
-    files = {
-        p.name: p.read_bytes() for p in (repo_root / "modelcars").iterdir() if p.suffix in (".yaml", ".json")
-    }
-    assert "minilm-demo.yaml" in files
-    return files
-
-
-def test_stale_modelcars_compares_each_spec_with_its_lock(repo_root: Path) -> None:
-    from llm_platform.modelcar.lock import ModelLock, render_lock
-    from llm_platform.modelcar.spec import load_spec, spec_sha256
-
-    files = {
-        name: data for name, data in _shipped_specs(repo_root).items() if not name.endswith(".lock.json")
-    }
-    specs = sorted(name.removesuffix(".yaml") for name in files if name.endswith(".yaml"))
-    changed, unchanged = module.stale_modelcars(files)
-    assert (changed, unchanged) == (specs, [])  # no locks yet: everything needs a build
-
-    digest = "sha256:" + "1" * 64
-    sha = spec_sha256(load_spec(repo_root / "modelcars" / "minilm-demo.yaml"))
-    lock = ModelLock(spec_sha256=sha, hf_commit="c" * 40, image=f"registry.example/m@{digest}")
-    files["minilm-demo.lock.json"] = render_lock(lock)
-    changed, unchanged = module.stale_modelcars(files)
-    assert unchanged == ["minilm-demo"] and "minilm-demo" not in changed
-
-    # A comment or reformatting keeps the canonical hash; a real change does not.
-    files["minilm-demo.yaml"] = b"# a comment\n" + files["minilm-demo.yaml"]
-    assert module.stale_modelcars(files)[1] == ["minilm-demo"]
-    stale = ModelLock(spec_sha256="0" * 64, hf_commit="c" * 40, image=f"registry.example/m@{digest}")
-    files["minilm-demo.lock.json"] = render_lock(stale)
-    assert "minilm-demo" in module.stale_modelcars(files)[0]
-
-
-def test_stale_modelcars_rejects_a_broken_lock_naming_the_file(repo_root: Path) -> None:
-    files = {
-        "minilm-demo.yaml": (repo_root / "modelcars" / "minilm-demo.yaml").read_bytes(),
-        "minilm-demo.lock.json": b'{"spec_sha256": "nope"}',
-    }
-    with pytest.raises(InputError, match="modelcars/minilm-demo.lock.json"):
-        module.stale_modelcars(files)
-
-
-def test_a_bad_spec_fails_in_process_naming_the_repository_file_line_and_field(repo_root: Path) -> None:
+def test_a_bad_spec_fails_in_process_naming_the_repository_file_line_and_field(
+    repo_root: Path, tmp_path: Path
+) -> None:
     text = (
         (repo_root / "modelcars" / "minilm-demo.yaml")
         .read_text()
         .replace("revision: ", "revision: bad..ref  # ")
     )
+    spec = tmp_path / "minilm-demo.yaml"
+    spec.write_text(text)
+
+    class HostFile:
+        async def name(self) -> str:
+            return spec.name
+
+        async def contents(self) -> str:
+            return spec.read_text()
+
     with pytest.raises(InputError) as caught:
-        module.validated_spec("minilm-demo.yaml", text)
+        anyio.run(module.modelcar_from_spec, HostFile(), None, None)
     message = str(caught.value)
     assert re.match(r"^modelcars/minilm-demo\.yaml:\d+: huggingface\.revision: ", message), message
-    assert "/tmp" not in message
-    files = {"minilm-demo.yaml": text.encode()}
-    with pytest.raises(InputError, match=r"^modelcars/minilm-demo\.yaml:\d+: huggingface\.revision"):
-        module.stale_modelcars(files)
-    assert module.validated_spec(
-        "minilm-demo.yaml", (repo_root / "modelcars/minilm-demo.yaml").read_text()
-    ).name == ("minilm-demo")
-
-
-def test_builds_of_branches_are_never_replayed_but_pinned_commits_are() -> None:
-    assert module.freshness_for("1110a243fdf4706b3f48f1d95db1a4f5529b4d41") == ""
-    first = module.freshness_for("main")
-    assert first and first != module.freshness_for("main")
-    assert module.freshness_for("v1.0") and module.freshness_for("1110a243") != ""
-
-
-def test_env_names_map_to_tofu_roots_and_paths_are_refused() -> None:
-    assert module.env_root("dev") == "envs/dev"
-    for bad in ("", "../prod", "dev/../../etc", ".hidden"):
-        with pytest.raises(InputError, match="--env"):
-            module.env_root(bad)
-
-
-def test_last_line_and_json_helpers_fail_loudly() -> None:
-    assert module.last_line("log\n\nrepo@sha256:abc\n") == "repo@sha256:abc"
-    with pytest.raises(ToolError):
-        module.last_line("\n  \n")
-    assert json.loads(module.normalized_json('{"b": 1, "a": [2]}')) == {"a": [2], "b": 1}
-    with pytest.raises(json.JSONDecodeError):
-        module.normalized_json("Apply complete!")
+    assert str(tmp_path) not in message and "/tmp" not in message
 
 
 # --- 8. the command lines the toolbox runs, against the real CLI ---
@@ -647,13 +588,14 @@ def test_bump_command_line_is_accepted_by_the_cli(tmp_path: Path) -> None:
     assert name == "bump"
     assert params["model"] == "minilm-demo" and params["ref"] == ref and params["repo"] == tmp_path
     assert params["commit"] is True and params["push"] == "origin" and params["hf_commit"] == "b" * 40
+    assert params["json_output"] is True  # the module reads the typed BumpResult back
     _, params = _parse(module.bump_argv("minilm-demo", ref, str(tmp_path)))
     assert params["push"] is None and params["hf_commit"] is None
 
 
 @pytest.mark.parametrize("action", ["plan", "apply", "output"])
 def test_tofu_command_lines_are_accepted_by_the_cli(action: str, tmp_path: Path) -> None:
-    name, params = _parse(module.tofu_argv(action, module.env_root("dev")))
+    name, params = _parse(module.tofu_argv(action, environment_root("dev")))
     assert name == f"tofu {action}"
     assert params["root"] == Path("envs/dev")
 
@@ -676,6 +618,11 @@ def test_publish_command_line_is_accepted_by_the_cli(tmp_path: Path) -> None:
     assert (
         params["source_dir"] == tmp_path and params["as_json"] is True and params["spec"] == Path("spec.yaml")
     )
+
+
+def test_changed_command_line_is_accepted_by_the_cli() -> None:
+    name, params = _parse(module.modelcar_changed_argv("modelcars"))
+    assert name == "modelcar changed" and params["modelcars"] == Path("modelcars")
 
 
 def test_build_command_line_is_accepted_by_the_cli(tmp_path: Path) -> None:

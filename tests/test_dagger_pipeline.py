@@ -10,19 +10,53 @@ are run for real in test_dagger_toolbox.py; what the engine does with the chains
 
 from __future__ import annotations
 
+import base64
 import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from pydantic import ValidationError
 
 from llm_platform import main as module
+from llm_platform.bump.result import BumpResult
 from llm_platform.errors import InputError
+from llm_platform.modelcar.lock import ModelLock, render_lock
+from llm_platform.modelcar.spec import load_spec, spec_sha256
+from llm_platform.tofu import PlanResult, PlanSummary, PlatformOutputs, ServiceAccounts, TofuBinary
 
 Op = tuple[str, tuple[Any, ...], dict[str, Any]]
 COMMIT = "c" * 40
+CLI = str(Path(sys.executable).parent / "llm-platform")
+OUTPUTS = PlatformOutputs(
+    project_id="my-project",
+    region="us-east4",
+    cluster_name="llm",
+    cluster_location="us-east4",
+    cluster_endpoint="10.0.0.2",
+    cluster_ca_certificate=base64.b64encode(
+        b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    ).decode(),
+    registry_url="us-east4-docker.pkg.dev/my-project/modelcars",
+    workload_identity_pool="my-project.svc.id.goog",
+    service_accounts=ServiceAccounts(
+        argocd="argocd-sa@my-project.iam.gserviceaccount.com",
+        external_secrets="eso-sa@my-project.iam.gserviceaccount.com",
+        pusher="pusher-sa@my-project.iam.gserviceaccount.com",
+        nodes="nodes-sa@my-project.iam.gserviceaccount.com",
+    ),
+)
+PLAN = PlanResult(
+    root="envs/dev",
+    binary=TofuBinary(path="/usr/local/bin/tofu", product="OpenTofu", version="1.9.1"),
+    changes=True,
+    summary=PlanSummary(add=1),
+)
 
 
 class Secret:
@@ -108,40 +142,63 @@ class Dag:
         return "module-source"
 
 
-def _answer(argv: list[str]) -> str:
-    """Canned stdout of the toolbox commands (their real output is tested in test_dagger_toolbox.py)."""
-    if argv[:3] == ["llm-platform", "tofu", "output"]:
-        return json.dumps({"registry": "us-east4-docker.pkg.dev/p/modelcars"})
-    if argv[:3] == ["llm-platform", "tofu", "plan"]:
-        return json.dumps({"add": 1})
-    if argv[0] == "python":  # resolve the revision
-        return f"resolving...\n{COMMIT}\n"
-    if argv[:3] == ["llm-platform", "modelcar", "publish"]:
-        name = Path(argv[3]).stem
-        return json.dumps(
-            {
-                "reference": f"{argv[5]}@sha256:{'d' * 64}",
-                "digest": "sha256:" + "d" * 64,
-                "tags": [f"{name}-{COMMIT[:12]}"],
-                "bytes_uploaded": 1,
-                "blobs_uploaded": 1,
-                "blobs_present": 0,
-                "blobs_mounted": 0,
-                "layers_known_without_reading": 0,
-                "previous_images": [],
-                "seconds": 1.0,
-            }
-        )
-    if argv[:2] == ["llm-platform", "lint"]:
-        return "lint: clean\n"
-    if argv[:2] == ["llm-platform", "bump"]:
-        return f"{'e' * 39}{len(argv) % 10}\n"
-    raise AssertionError(f"unexpected evaluation of {argv}")
+def answers(work: Path) -> Callable[[list[str]], str]:
+    """Stdout of the toolbox commands: `modelcar changed` runs for real on `work` (the toolbox's /work);
+    the others answer with results built from the core's own models (their real output is tested in
+    test_dagger_toolbox.py and the core's tests)."""
+
+    def answer(argv: list[str]) -> str:
+        if argv[:3] == ["llm-platform", "modelcar", "changed"]:
+            proc = subprocess.run([CLI, *argv[1:]], cwd=work, capture_output=True, text=True, check=False)
+            assert proc.returncode == 0, proc.stderr
+            return proc.stdout
+        if argv[:3] == ["llm-platform", "tofu", "output"]:
+            return OUTPUTS.model_dump_json(indent=2)
+        if argv[:3] == ["llm-platform", "tofu", "plan"]:
+            return PLAN.model_dump_json(indent=2)
+        if argv[:3] == ["llm-platform", "modelcar", "publish"]:
+            name = Path(argv[3]).stem
+            return json.dumps(
+                {
+                    "reference": f"{argv[5]}@sha256:{'d' * 64}",
+                    "digest": "sha256:" + "d" * 64,
+                    "hf_commit": COMMIT,
+                    "tags": [f"{name}-{COMMIT[:12]}"],
+                    "bytes_uploaded": 1,
+                    "blobs_uploaded": 1,
+                    "blobs_present": 0,
+                    "blobs_mounted": 0,
+                    "layers_known_without_reading": 0,
+                    "previous_images": [],
+                    "seconds": 1.0,
+                }
+            )
+        if argv[:2] == ["llm-platform", "lint"]:
+            return "lint: clean\n"
+        if argv[:2] == ["llm-platform", "bump"]:
+            model, ref = argv[argv.index("--model") + 1], argv[argv.index("--ref") + 1]
+            commit = f"{'e' * 39}{len(argv) % 10}"
+            return BumpResult(model=model, image=ref, status="pushed", commit=commit).model_dump_json()
+        raise AssertionError(f"unexpected evaluation of {argv}")
+
+    return answer
 
 
 @pytest.fixture
-def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    recorder = Recorder(_answer)
+def work(tmp_path: Path, repo_root: Path) -> Path:
+    """The repository's modelcars/ with a lock matching minilm-demo: the other specs are the changed ones."""
+    shutil.copytree(repo_root / "modelcars", tmp_path / "modelcars")
+    for lock in (tmp_path / "modelcars").glob("*.lock.json"):
+        lock.unlink()
+    sha = spec_sha256(load_spec(tmp_path / "modelcars" / "minilm-demo.yaml"))
+    lock = ModelLock(spec_sha256=sha, hf_commit=COMMIT, image=f"registry.example/m@sha256:{'1' * 64}")
+    (tmp_path / "modelcars" / "minilm-demo.lock.json").write_bytes(render_lock(lock))
+    return tmp_path
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch, work: Path) -> Recorder:
+    recorder = Recorder(answers(work))
     monkeypatch.setattr(module, "dag", Dag(recorder))
     return recorder
 
@@ -169,21 +226,11 @@ def _busted(chain: tuple[Op, ...]) -> bool:
 
 
 def test_deploy_runs_the_pipeline_in_order_with_secrets_only_in_the_environment(
-    recorder: Recorder, repo_root: Path
+    recorder: Recorder, repo_root: Path, work: Path
 ) -> None:
     specs = sorted(p.stem for p in (repo_root / "modelcars").glob("*.yaml"))
-    locks = list((repo_root / "modelcars").glob("*.lock.json"))
-    expected = (
-        specs
-        if not locks
-        else module.stale_modelcars(
-            {
-                p.name: p.read_bytes()
-                for p in (repo_root / "modelcars").iterdir()
-                if p.suffix in (".yaml", ".json")
-            }
-        )[0]
-    )
+    expected = [name for name in specs if name != "minilm-demo"]  # minilm-demo's lock matches
+    assert expected
     repo = HostDirectory(repo_root)
     secrets = {name: Secret(name) for name in ("ACCESS", "HF", "REGISTRY", "GIT")}
 
@@ -215,19 +262,27 @@ def test_deploy_runs_the_pipeline_in_order_with_secrets_only_in_the_environment(
     ]
     assert _secret_env(chains[0]) == {"GOOGLE_OAUTH_ACCESS_TOKEN": "ACCESS"} and _busted(chains[0])
     assert ("with_env_variable", ("TF_VAR_project_id", "my-project"), {}) in chains[0]
-    # 2. per changed modelcar: resolve the revision, then publish, both fresh, HF token in the env.
-    resolves = [c for c, k in zip(chains, kinds) if k[0] == "python"]
+    # No inline programs: every step is an `llm-platform` command.
+    assert all(argv[0] in ("llm-platform", "sh", "uv", "git") for chain in chains for argv in _execs(chain))
+    # 2. which modelcars changed: the CLI on modelcars/ at its repository path, no secret, cacheable.
+    [changed] = [c for c, k in zip(chains, kinds) if k == ["llm-platform", "modelcar", "changed"]]
+    assert _execs(changed)[-1] == module.modelcar_changed_argv("modelcars")
+    assert ("with_workdir", (module.WORK,), {}) in changed
+    assert [args[0] for name, args, _ in changed if name == "with_directory"][
+        -1
+    ] == f"{module.WORK}/modelcars"
+    assert _secret_env(changed) == {} and not _busted(changed)
+    # 3. one fresh publish per changed modelcar (and only those), HF token and password in the env.
     publishes = [c for c, k in zip(chains, kinds) if k[:3] == ["llm-platform", "modelcar", "publish"]]
-    assert len(resolves) == len(publishes) == len(expected)
-    for chain in resolves + publishes:
-        assert _busted(chain) and _secret_env(chain)["HF_TOKEN"] == "HF"
+    assert sorted(Path(_execs(c)[-1][3]).stem for c in publishes) == expected
+    assert kinds.index(["llm-platform", "modelcar", "changed"]) < min(chains.index(c) for c in publishes)
     for chain in publishes:
+        assert _busted(chain)
         assert _secret_env(chain) == {"HF_TOKEN": "HF", "LLM_PLATFORM_REGISTRY_PASSWORD": "REGISTRY"}
         assert _execs(chain)[-1][-2:] == ["--username", "oauth2accesstoken"]
-    # 3. lint after the publishes, 4. the bumps last, one checkout, in order, each with its HF commit.
-    assert kinds.index(["llm-platform", "lint", "gitops"]) > max(
-        kinds.index(k) for k in kinds if k[0] == "python"
-    )
+    # 4. lint after the publishes, 5. the bumps last, one checkout, in order, each with the HF commit
+    # its publish reported.
+    assert kinds.index(["llm-platform", "lint", "gitops"]) > max(chains.index(c) for c in publishes)
     bumps = [c for c, k in zip(chains, kinds) if k[:2] == ["llm-platform", "bump"]]
     assert bumps and all(chain[: len(bumps[0])] == bumps[0] for chain in bumps)  # one growing chain
     final = _execs(bumps[-1])
@@ -240,12 +295,11 @@ def test_deploy_runs_the_pipeline_in_order_with_secrets_only_in_the_environment(
     assert _secret_env(bumps[-1]) == {"GIT_TOKEN": "GIT"} and _busted(bumps[-1])
     assert kinds.index(["llm-platform", "bump", "--model"]) > kinds.index(["llm-platform", "lint", "gitops"])
 
-    assert summary["env"] == "dev" and summary["tofu_outputs"] == {
-        "registry": "us-east4-docker.pkg.dev/p/modelcars"
-    }
-    assert [p["name"] for p in summary["published"]] == expected
+    assert summary["env"] == "dev" and summary["tofu_outputs"] == OUTPUTS.model_dump(mode="json")
+    assert [p["name"] for p in summary["published"]] == expected and summary["unchanged"] == ["minilm-demo"]
     assert all(p["hf_commit"] == COMMIT and "@sha256:" in p["image"] for p in summary["published"])
-    assert len(summary["bump_commits"]) == len(expected) and summary["pushed"] is True
+    assert summary["bump_commits"] == [f"{'e' * 39}{len(argv) % 10}" for argv in bump_execs]
+    assert summary["pushed"] is True
     assert summary["lint"] == "lint: clean"
 
 
@@ -268,7 +322,7 @@ def test_tofu_plan_reads_live_state_so_it_is_never_replayed(recorder: Recorder, 
     plan = anyio.run(
         lambda: module.LlmPlatform().tofu_plan("dev", HostDirectory(repo_root / "infra"), access_token=token)
     )
-    assert json.loads(plan) == {"add": 1}
+    assert PlanResult.model_validate_json(plan) == PLAN
     [chain] = recorder.evaluated
     assert _execs(chain)[-1] == module.tofu_argv("plan", "envs/dev") and _busted(chain)
     _assert_secrets_only_in_env(chain)
@@ -332,3 +386,76 @@ def test_the_toolbox_is_pinned_installs_from_the_lock_and_keeps_its_caches(recor
     syncs = [argv for argv in _execs(chain) if argv[:2] == ["uv", "sync"]]
     assert syncs and all("--frozen" in argv and "--no-dev" in argv for argv in syncs)
     assert _execs(chain)[0][-1].endswith(" ".join(module.images.TOOLBOX_APT_PACKAGES))
+
+
+def test_builds_of_branches_are_never_replayed_but_pinned_commits_are(
+    recorder: Recorder, repo_root: Path, tmp_path: Path
+) -> None:
+    pinned = repo_root / "modelcars" / "minilm-demo.yaml"
+    assert load_spec(pinned).huggingface.pins_commit
+    branch = tmp_path / "minilm-demo.yaml"
+    branch.write_text(pinned.read_text().replace(load_spec(pinned).huggingface.revision, "main"))
+
+    def freshness(spec: Path) -> str:
+        car = anyio.run(module.LlmPlatform().build_modelcar, HostFile(spec))
+        ops = car.with_inputs().ops
+        assert _busted(ops) == bool(car.freshness)
+        return str(car.freshness)
+
+    assert freshness(pinned) == ""
+    first = freshness(branch)
+    assert first and first != freshness(branch)
+    assert recorder.evaluated == []
+
+
+def test_digest_reads_the_build_result_of_the_exec_that_writes_the_layout(
+    recorder: Recorder, repo_root: Path
+) -> None:
+    digest = "sha256:" + "f" * 64
+    recorder.answer = lambda argv: json.dumps(
+        {
+            "spec": argv[3],
+            "reference": f"registry.example/m@{digest}",
+            "manifest_digest": digest,
+            "layout": argv[argv.index("--output") + 1],
+            "revision": COMMIT,
+            "base": "docker.io/library/busybox:1.37.0",
+            "base_digest": "sha256:" + "0" * 64,
+            "files": [],
+        }
+    )
+    car = anyio.run(
+        module.LlmPlatform().build_modelcar, HostFile(repo_root / "modelcars" / "minilm-demo.yaml")
+    )
+    assert anyio.run(car.digest) == digest
+    [chain] = recorder.evaluated
+    kind, layout_chain, path = car.layout()
+    assert kind == "directory-of" and layout_chain.ops == chain
+    assert _execs(chain)[-1] == module.modelcar_build_argv(car.spec_path(), path, None)
+
+
+def test_results_read_back_from_the_toolbox_fail_loudly_when_malformed(
+    recorder: Recorder, repo_root: Path
+) -> None:
+    recorder.answer = lambda argv: "Apply complete!\n"
+    with pytest.raises(ValidationError):
+        anyio.run(lambda: module.LlmPlatform().tofu_plan("dev", HostDirectory(repo_root / "infra")))
+    recorder.answer = lambda argv: "\n"
+    with pytest.raises(ValidationError):
+        anyio.run(
+            lambda: module.LlmPlatform().bump(
+                "minilm-demo", f"registry.example/m@sha256:{'a' * 64}", HostDirectory(repo_root)
+            )
+        )
+    recorder.answer = lambda argv: json.dumps({"registry": "us-east4-docker.pkg.dev/p/modelcars"})
+    with pytest.raises(ValidationError, match="cluster_endpoint"):
+        anyio.run(lambda: module.LlmPlatform().tofu_apply("dev", HostDirectory(repo_root / "infra")))
+
+
+def test_bump_returns_the_commit_the_command_reported(recorder: Recorder, repo_root: Path) -> None:
+    ref = f"registry.example/m@sha256:{'a' * 64}"
+    commit = anyio.run(lambda: module.LlmPlatform().bump("minilm-demo", ref, HostDirectory(repo_root)))
+    [chain] = recorder.evaluated
+    argv = _execs(chain)[-1]
+    assert commit == f"{'e' * 39}{len(argv) % 10}"
+    assert argv == module.bump_argv("minilm-demo", ref, f"{module.WORK}/repo")

@@ -23,9 +23,10 @@ from tests.support.registry import Registry
 from tests.support.tools import require_tool, run
 
 from llm_platform import main as module
-from llm_platform.errors import ConflictError, ToolError
 from llm_platform.modelcar.build import BuildResult
+from llm_platform.modelcar.lock import ModelLock, StaleSpecs, render_lock
 from llm_platform.modelcar.publish import PublishResult
+from llm_platform.modelcar.spec import load_spec, spec_sha256
 
 busybox_layout = images.busybox_layout
 
@@ -70,17 +71,17 @@ def _build(workspace: Path, base: BaseLayout) -> BuildResult:
     return BuildResult.model_validate_json(proc.stdout)
 
 
-def test_build_command_writes_the_layout_whose_digest_the_module_reads(
+def test_build_command_prints_the_digest_the_module_reports_and_writes_that_layout(
     workspace: Path, busybox_layout: BaseLayout
 ) -> None:
     skopeo = require_tool("skopeo")
-    result = _build(workspace, busybox_layout)
+    result = _build(workspace, busybox_layout)  # `Modelcar.digest` reads result.manifest_digest
     layout = workspace / "out"
-    digest = module.layout_manifest_digest((layout / "index.json").read_text())
-    assert digest == result.manifest_digest
-    # An independent reader of the layout agrees.
+    index = json.loads((layout / "index.json").read_text())
+    assert [m["digest"] for m in index["manifests"]] == [result.manifest_digest]
+    # An independent reader of the layout (`Modelcar.layout`) agrees.
     raw = run([skopeo, "inspect", "--raw", f"oci:{layout}:{SPEC_NAME}"]).stdout.encode()
-    assert digest == "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert result.manifest_digest == "sha256:" + hashlib.sha256(raw).hexdigest()
     assert sorted(f.path for f in result.files) == [
         "1_Pooling/config.json",
         "config.json",
@@ -89,20 +90,25 @@ def test_build_command_writes_the_layout_whose_digest_the_module_reads(
     ]
 
 
-def test_layout_digest_rejects_layouts_that_are_not_one_image(tmp_path: Path) -> None:
-    with pytest.raises(ToolError, match="exactly one"):
-        module.layout_manifest_digest(json.dumps({"schemaVersion": 2, "manifests": []}))
-    with pytest.raises(ToolError, match="not sha256"):
-        module.layout_manifest_digest(json.dumps({"manifests": [{"digest": "md5:abc"}]}))
-
-
-def test_resolve_revision_command_prints_the_commit(workspace: Path) -> None:
-    argv = module.resolve_revision_argv(
-        str(workspace / "modelcars" / f"{SPEC_NAME}.yaml"), str(workspace / "source")
+def test_changed_command_lists_the_specs_deploy_publishes(workspace: Path) -> None:
+    # deploy runs it from /work with modelcars/ mounted there: the same layout as `workspace`.
+    argv = _local(module.modelcar_changed_argv("modelcars"))
+    stale = StaleSpecs.model_validate_json(run(argv, cwd=workspace, env=_environment()).stdout)
+    assert (stale.changed, stale.unchanged) == ([SPEC_NAME], [])
+    spec = load_spec(workspace / "modelcars" / f"{SPEC_NAME}.yaml")
+    lock = ModelLock(
+        spec_sha256=spec_sha256(spec), hf_commit="c" * 40, image=f"registry.example/m@sha256:{'1' * 64}"
     )
-    assert argv[0] == "python"
-    proc = run(_local(argv), env=_environment())
-    assert module.last_line(proc.stdout) == "1110a243fdf4706b3f48f1d95db1a4f5529b4d41"
+    (workspace / "modelcars" / f"{SPEC_NAME}.lock.json").write_bytes(render_lock(lock))
+    stale = StaleSpecs.model_validate_json(run(argv, cwd=workspace, env=_environment()).stdout)
+    assert (stale.changed, stale.unchanged) == ([], [SPEC_NAME])
+    # A broken lock fails the step, naming the file as the repository spells it.
+    (workspace / "modelcars" / f"{SPEC_NAME}.lock.json").write_text('{"spec_sha256": "nope"}')
+    proc = subprocess.run(
+        argv, cwd=workspace, env=_environment(), capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert f"modelcars/{SPEC_NAME}.lock.json" in proc.stderr
 
 
 def test_publish_command_pushes_with_the_password_from_the_environment(
@@ -120,11 +126,8 @@ def test_publish_command_pushes_with_the_password_from_the_environment(
     result = PublishResult.model_validate_json(proc.stdout)
     # What `Modelcar.digest` reports is exactly what `Modelcar.publish` pushed.
     assert result.reference == f"{target}@{built.manifest_digest}"
-    # deploy's guard: the pushed image carries the commit the revision resolved to...
-    module.check_published_revision(result.tags, SPEC_NAME, built.revision)
-    # ...and refuses to bump an image built from another commit.
-    with pytest.raises(ConflictError, match="revision moved"):
-        module.check_published_revision(result.tags, SPEC_NAME, "0" * 40)
+    # deploy hands the bump the commit the publish itself built from: the one the image records.
+    assert result.hf_commit == built.revision == "1110a243fdf4706b3f48f1d95db1a4f5529b4d41"
     skopeo = require_tool("skopeo")
     inspected = run(
         [
@@ -137,6 +140,18 @@ def test_publish_command_pushes_with_the_password_from_the_environment(
         ]
     ).stdout
     assert json.loads(inspected)["Digest"] == built.manifest_digest
+    manifest = run(
+        [
+            skopeo,
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            "pusher:s3cret-pass",
+            f"docker://{result.reference}",
+        ]
+    ).stdout
+    assert json.loads(manifest)["annotations"]["org.opencontainers.image.revision"] == result.hf_commit
 
 
 def test_publish_command_without_the_password_fails_naming_the_variable(

@@ -14,7 +14,7 @@ import dagger
 import pytest
 import yaml
 
-from llm_platform import main as module
+from llm_platform.tofu.environments import environment_root
 
 WORKFLOWS = Path(".github") / "workflows"
 PINNED_ACTION = re.compile(r"^[\w.-]+/[\w.-]+@([0-9a-f]{40}|v\d+\.\d+\.\d+)$")
@@ -132,5 +132,5 @@ def test_merges_to_main_run_dagger_call_deploy_with_every_credential_as_a_secret
         assert is_secret == str(value).startswith("env://"), f"--{name}={value}"
     assert {"access-token", "hf-token", "registry-password", "git-token"} <= set(flags)
     assert flags["push"] is True
-    module.env_root(str(flags["env"]))  # a valid environment name
-    assert (repo_root / "infra" / module.env_root(str(flags["env"]))).is_dir()
+    # a valid environment name, whose root exists
+    assert (repo_root / "infra" / environment_root(str(flags["env"]))).is_dir()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,7 +23,7 @@ multiplatform_layout = images.multiplatform_layout
 from llm_platform.errors import InputError, PlatformError, RegistryError
 from llm_platform.modelcar.base_image import load_base
 from llm_platform.modelcar.build import build_layout
-from llm_platform.modelcar.reference import parse_reference
+from llm_platform.registry.reference import parse_reference
 
 SPEC = """\
 huggingface:
@@ -92,8 +93,9 @@ def test_registry_with_basic_auth_uses_the_auth_file(
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "none.json"))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker"))
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
-    with pytest.raises(RegistryError, match="registry requires credentials"):
+    with pytest.raises(RegistryError, match="registry requires credentials and none were found") as anonymous:
         load_base(ref)
+    assert auth_registry.host in str(anonymous.value)
     auth_file = tmp_path / "auth.json"
     auth_file.write_text(
         json.dumps({"auths": {auth_registry.host: {"auth": base64.b64encode(b"pusher:wrong").decode()}}})
@@ -101,6 +103,7 @@ def test_registry_with_basic_auth_uses_the_auth_file(
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth_file))
     with pytest.raises(RegistryError, match="authentication failed") as refused:
         load_base(ref)
+    assert "'pusher'" in str(refused.value) and str(auth_file) in str(refused.value)
     assert "wrong" not in str(refused.value)
     auth_file.write_text(
         json.dumps(
@@ -114,12 +117,17 @@ def test_registry_with_basic_auth_uses_the_auth_file(
 
 def test_registry_errors_are_clear(tmp_path: Path, busybox_layout: BaseLayout, registry: Registry) -> None:
     missing = f"{registry.host}/nothing/here@sha256:{'0' * 64}"
-    with pytest.raises(RegistryError, match="manifest sha256:0{64} not found"):
+    with pytest.raises(RegistryError, match=rf"{re.escape(registry.host)}/nothing/here: manifest sha256:0{{64}} not found"):
         load_base(missing)
     registry.stop()
-    with pytest.raises(RegistryError, match="cannot reach the registry"):
+    # The shared client retries a refused connection a few times before giving up (the push relies on it).
+    with pytest.raises(RegistryError, match=rf"{re.escape(registry.host)}.* unreachable \(ConnectError"):
         load_base(missing)
     registry.start()
+    with pytest.raises(InputError, match="--base .*must be pinned by digest"):
+        load_base(f"{registry.host}/nothing/here:latest")
+    with pytest.raises(InputError, match="--base: .*has an invalid digest"):
+        load_base(f"{registry.host}/nothing/here@sha256:short")
 
 
 def test_platform_is_picked_from_an_image_index(
@@ -178,6 +186,29 @@ def test_a_corrupt_base_blob_is_detected(
     assert not (tmp_path / "out").exists()
 
 
+def test_a_corrupt_registry_layer_is_detected_while_it_streams(
+    tmp_path: Path, tiny: tuple[Path, Path], busybox_layout: BaseLayout, registry: Registry
+) -> None:
+    spec, source = tiny
+    ref = push_layout(busybox_layout, registry.host, "mirror/busybox")
+    manifest = json.loads(
+        (busybox_layout.path / "blobs/sha256" / busybox_layout.manifest_digest().removeprefix("sha256:")).read_bytes()
+    )
+    layer_digest = manifest["layers"][0]["digest"]
+    hex_digest = layer_digest.removeprefix("sha256:")
+    # The registry serves what its storage holds: flip one byte of the layer there (same size, wrong bytes).
+    stored = registry.storage / "docker/registry/v2/blobs/sha256" / hex_digest[:2] / hex_digest / "data"
+    data = bytearray(stored.read_bytes())
+    data[100] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    base = load_base(ref)  # manifest and config are intact; layers are only checked as they stream
+    with pytest.raises(RegistryError, match=rf"{re.escape(layer_digest[:19])}.*does not match its digest"):
+        b"".join(base.layers[0].open())
+    with pytest.raises(RegistryError, match="does not match its digest"):
+        build_layout(spec, output=tmp_path / "out", source_dir=source, base=ref)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(
     ("text", "registry", "repository", "tag", "digest"),
     [
@@ -206,10 +237,23 @@ def test_reference_parsing(
     assert (ref.registry, ref.repository, ref.tag, ref.digest) == (registry, repository, tag, digest)
 
 
-@pytest.mark.parametrize("text", ["UPPER/case", "a//b", "host:5000/x@sha256:short", "x:bad tag", ""])
-def test_bad_references(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_reference(text)
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("UPPER/case", "invalid repository"),
+        ("a//b", "invalid repository"),
+        ("host:5000/x@sha256:short", "invalid digest"),
+        ("x:bad tag", "invalid tag"),
+        ("", "empty image reference"),
+        (" busybox", "surrounding whitespace"),
+        ("reg.io/" + "a" * 300, "longer than 255 characters"),
+    ],
+)
+def test_bad_references(text: str, problem: str) -> None:
+    # An InputError (exit 2) for the CLI, and a ValueError so spec validators report it per field.
+    with pytest.raises(InputError, match=f"--base: .*{problem}") as bad:
+        parse_reference(text, what="--base")
+    assert isinstance(bad.value, ValueError)
 
 
 def test_registry_index_and_docker_media_types(

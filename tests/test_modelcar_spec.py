@@ -4,6 +4,7 @@ with a message naming file, line and field."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from llm_platform.modelcar.spec import (
     check_glob,
     check_revision,
     load_spec,
+    load_spec_text,
     spec_json_schema,
     spec_sha256,
 )
@@ -72,7 +74,10 @@ def test_schema_command_prints_the_published_schema(repo_root: Path) -> None:
 @pytest.mark.parametrize(
     ("fixture", "expected"),
     [
-        ("unknown-field.yaml", "unknown-field.yaml:5: huggingface.ignore_pattern: unknown field (did you mean 'ignore_patterns'?)"),
+        (
+            "unknown-field.yaml",
+            "unknown-field.yaml:5: huggingface.ignore_pattern: unknown field (did you mean 'ignore_patterns'?)",
+        ),
         (
             "bad-glob.yaml",
             "bad-glob.yaml:6: huggingface.allow_patterns.1: pattern 'model-[0-9.safetensors' has an unclosed '['",
@@ -99,6 +104,43 @@ def test_bad_spec_is_refused_naming_file_line_and_field(fixture: str, expected: 
         load_spec(FIXTURES / fixture)
     assert expected in str(caught.value)
     assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("fixture", sorted(p.name for p in FIXTURES.glob("*.yaml")))
+def test_load_spec_text_gives_load_spec_s_result_under_the_name_it_is_given(fixture: str) -> None:
+    path = FIXTURES / fixture
+    try:
+        from_file = load_spec(path)
+    except InputError as exc:
+        with pytest.raises(InputError) as caught:
+            load_spec_text(path.read_text(), source_name=f"modelcars/{fixture}")
+        assert str(caught.value) == str(exc).replace(str(path), f"modelcars/{fixture}")
+        assert str(caught.value).startswith(f"modelcars/{fixture}")
+        assert caught.value.exit_code == 2
+    else:
+        assert load_spec_text(path.read_text(), source_name=f"modelcars/{fixture}") == from_file
+
+
+def test_load_spec_text_names_the_spec_by_its_stem_and_errors_by_source_name(repo_root: Path) -> None:
+    text = (repo_root / "modelcars" / "minilm-demo.yaml").read_text()
+    spec = load_spec_text(text, source_name="modelcars/minilm-demo.yaml")
+    assert spec == load_spec(repo_root / "modelcars" / "minilm-demo.yaml") and spec.name == "minilm-demo"
+    with pytest.raises(InputError) as caught:
+        load_spec_text(
+            text.replace("revision: ", "revision: bad..ref  # "), source_name="modelcars/minilm-demo.yaml"
+        )
+    assert re.match(r"^modelcars/minilm-demo\.yaml:\d+: huggingface\.revision: ", str(caught.value))
+    with pytest.raises(InputError, match=r"^modelcars/Bad_Name\.yaml: spec name 'Bad_Name'"):
+        load_spec_text(text, source_name="modelcars/Bad_Name.yaml")
+
+
+def test_pins_commit_tells_a_commit_from_a_branch_or_tag(repo_root: Path) -> None:
+    text = (repo_root / "modelcars" / "minilm-demo.yaml").read_text()
+    spec = load_spec_text(text, source_name="minilm-demo.yaml")
+    assert spec.huggingface.pins_commit
+    for revision in ("main", "v1.0", "1110a243"):
+        moved = text.replace(spec.huggingface.revision, revision)
+        assert not load_spec_text(moved, source_name="minilm-demo.yaml").huggingface.pins_commit
 
 
 def test_every_problem_is_reported_with_its_own_line(tmp_path: Path) -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.images import BaseLayout, Podman, busybox_layout, skopeo_copy  # noqa: F401
+from tests.support.images import BaseLayout, Podman, busybox_layout, podman, skopeo_copy  # noqa: F401
 from tests.support.publish_fixtures import AccessLog, demo_model_dir, generated_model
 from tests.support.registry import Registry
 from tests.support.tools import require_tool, run
@@ -24,14 +22,6 @@ from llm_platform.modelcar.publish import publish_modelcar
 from llm_platform.modelcar.tar_layer import layer_size
 from llm_platform.registry.policy import MiB
 from llm_platform.registry.progress import UploadProgress
-
-
-@pytest.fixture
-def podman() -> Iterator[Podman]:
-    """podman with private storage; a short root because podman refuses a runroot over 50 characters."""
-    instance = Podman(Path(tempfile.mkdtemp(prefix="llmp-pm-")))
-    yield instance
-    instance.cleanup()
 
 
 def publish_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

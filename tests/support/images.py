@@ -185,8 +185,8 @@ class Podman:
         self.binary = require_tool("podman")
         self.root = root
         (root / "tmp").mkdir(parents=True, exist_ok=True)
-        # podman refuses a runroot longer than 50 characters; pytest's tmp paths are longer.
-        self.runroot = Path(tempfile.mkdtemp(prefix="pm-run-"))
+        # podman refuses a runroot longer than 50 characters; pytest's tmp paths (and $TMPDIR) can be longer.
+        self.runroot = Path(tempfile.mkdtemp(prefix="pm-", dir="/tmp"))
         self.base_args = [
             self.binary,
             "--root",

@@ -2,9 +2,11 @@
 
 Design (this is the only file of the package that imports `dagger`):
 - Functions are thin wrappers over the same core the `llm-platform` command uses; no pipeline logic
-  lives here. Pure-Python decisions (validating a spec, which modelcars changed, reading a layout's
-  digest, assembling the summary) run in the module's own process; steps that need tools (tofu,
-  kubectl, git) or the network run the SAME `llm-platform` command inside a "toolbox" container.
+  and no rule lives here. Validating a spec the caller hands over runs the core in the module's own
+  process (`load_spec_text`, so a bad spec fails before any container starts); every other step runs
+  the SAME `llm-platform` command inside a "toolbox" container, and its JSON result is read back
+  through the core's own pydantic models (`modelcar changed`, `modelcar build|publish`, `tofu`,
+  `bump`).
 - The toolbox is built from images pinned by digest in `llm_platform.images`, with the package
   installed from this module's own source and `ci/uv.lock`; cache volumes keep Hugging Face
   downloads, uv wheels, apt archives and tofu providers warm between runs.
@@ -13,9 +15,10 @@ Design (this is the only file of the package that imports `dagger`):
   GIT_TOKEN): never on a command line, never in a file that is kept, never `plaintext()`.
 - `build-modelcar` validates the spec at once and builds lazily: `layout`/`digest` write the OCI
   layout, `publish` streams the same image straight to the registry (no layout on disk first).
-- `deploy` runs, in order: tofu apply (+ typed outputs), publish of every modelcar whose lock is
-  missing or records another spec hash (concurrently), lint, then one bump per published model
-  in one checkout. kind-test and the cluster steps (Argo CD bootstrap) belong to a later issue.
+- `deploy` runs, in order: tofu apply (+ typed outputs), `modelcar changed` (the specs whose lock is
+  missing or records another spec hash), their publishes (concurrently; each result carries the
+  Hugging Face commit its weights came from), lint, then one bump per published model in one
+  checkout. kind-test and the cluster steps (Argo CD bootstrap) belong to a later issue.
 - Functions with side effects (publish, tofu-apply, bump, deploy) and live reads (tofu-plan) are
   `cache="never"`, and their execs carry a cache buster so the layer cache cannot replay them.
 - Core modules are imported inside the functions that use them: importing this module stays fast
@@ -24,14 +27,9 @@ Design (this is the only file of the package that imports `dagger`):
 
 # No `from __future__ import annotations` here: dagger-io 0.21.11 reads the descriptions of object
 # fields (Annotated[..., Doc(...)]) from the evaluated annotations, and a string annotation loses them.
-import contextlib
 import dataclasses
-import json
-import re
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
@@ -42,8 +40,10 @@ from pydantic import BaseModel, Field
 from llm_platform import images
 
 if TYPE_CHECKING:
+    from llm_platform.bump.result import BumpResult
+    from llm_platform.modelcar.lock import StaleSpecs
     from llm_platform.modelcar.publish import PublishResult
-    from llm_platform.modelcar.spec import ModelcarSpec
+    from llm_platform.tofu import PlatformOutputs
 
 # Where things live inside the toolbox container.
 WORK = "/work"
@@ -84,8 +84,6 @@ GIT_CHECKOUT_IGNORE = COMMON_IGNORE
 PACKAGE_DEPENDENCY_FILES = ["pyproject.toml", "uv.lock"]
 PACKAGE_FILES = [*PACKAGE_DEPENDENCY_FILES, "src/llm_platform/**"]
 
-SHA1 = re.compile(r"[0-9a-f]{40}")
-
 
 # --- command lines the toolbox runs: plain functions, so tests check them against the real CLI ---
 
@@ -116,19 +114,9 @@ def modelcar_publish_argv(
     return argv
 
 
-# Resolve a spec's Hugging Face revision to its commit with the core (metadata only: no weights are
-# downloaded); the lock and the bump need the commit when a spec tracks a branch.
-RESOLVE_REVISION_PY = (
-    "import sys; from pathlib import Path; "
-    "from llm_platform.modelcar.spec import load_spec; from llm_platform.modelcar.source import open_source; "
-    "source = sys.argv[2] if len(sys.argv) > 2 else None; "
-    "print(open_source(load_spec(Path(sys.argv[1])), source_dir=Path(source) if source else None).revision)"
-)
-
-
-def resolve_revision_argv(spec: str, source_dir: str | None = None) -> list[str]:
-    """Print the commit sha the spec's revision resolves to now."""
-    return ["python", "-c", RESOLVE_REVISION_PY, spec, *([source_dir] if source_dir else [])]
+def modelcar_changed_argv(modelcars: str) -> list[str]:
+    """`llm-platform modelcar changed`: which specs of modelcars/ need publishing, as JSON (StaleSpecs)."""
+    return ["llm-platform", "modelcar", "changed", "--modelcars", modelcars]
 
 
 def tofu_argv(action: str, root: str) -> list[str]:
@@ -152,28 +140,17 @@ def lint_argv(gitops: str, crds: str) -> list[str]:
 def bump_argv(
     model: str, ref: str, repo: str, *, hf_commit: str | None = None, push: bool = False
 ) -> list[str]:
-    """`llm-platform bump`: point the GitOps tree and the model lock at a new digest and commit; prints the commit.
+    """`llm-platform bump`: point the GitOps tree and the model lock at a new digest and commit; prints the result.
 
     With push the command commits on the fetched tip of origin and pushes, handing $GIT_TOKEN to git
     through a credential helper (never in a URL or an argument).
     """
-    argv = ["llm-platform", "bump", "--model", model, "--ref", ref, "--repo", repo, "--commit"]
+    argv = ["llm-platform", "bump", "--model", model, "--ref", ref, "--repo", repo, "--commit", "--json"]
     if hf_commit:
         argv += ["--hf-commit", hf_commit]
     if push:
         argv += ["--push", "origin"]
     return argv
-
-
-def env_root(env: str) -> str:
-    """The OpenTofu root of an environment, relative to infra/."""
-    from llm_platform.errors import InputError
-
-    if not env or "/" in env or env.startswith(".") or env != env.strip():
-        raise InputError(
-            f"--env {env!r}: expected an environment name such as dev (the root infra/envs/<env>)"
-        )
-    return f"envs/{env}"
 
 
 # --- results ---
@@ -208,116 +185,16 @@ class DeploySummary(BaseModel):
     published: list[PublishedModelcar]
     unchanged: list[str] = Field(description="modelcars whose lock already matches their spec")
     lint: str = Field(description="the lint report (clean: lint fails the deploy otherwise)")
-    bump_commits: list[str]
+    bump_commits: list[str] = Field(description="per bump: the commit it made, or `unchanged`")
     pushed: bool
 
 
-# --- pure-Python steps that run in the module's own process ---
-
-
-@contextlib.contextmanager
-def scratch_modelcars() -> Iterator[Path]:
-    """A temporary modelcars/ for the core to read; its errors name `modelcars/<file>` as in the repo."""
-    from llm_platform.errors import PlatformError
-
-    with tempfile.TemporaryDirectory(prefix="llm-platform-") as tmp:
-        directory = Path(tmp) / "modelcars"
-        directory.mkdir()
-        try:
-            yield directory
-        except PlatformError as exc:
-            exc.message = exc.message.replace(f"{tmp}/", "")
-            exc.args = (exc.message,)
-            raise
-
-
-def stale_modelcars(files: dict[str, bytes]) -> tuple[list[str], list[str]]:
-    """(changed, unchanged) spec names among the files of modelcars/ (name -> bytes).
-
-    A spec is changed when its `<name>.lock.json` is missing or records another spec_sha256 than the
-    spec has now (the hash is canonical: comments and formatting don't count).
-    """
-    from llm_platform.modelcar.lock import LOCK_SUFFIX, parse_lock
-    from llm_platform.modelcar.spec import load_spec, spec_sha256
-
-    changed, unchanged = [], []
-    with scratch_modelcars() as directory:
-        for filename in sorted(files):
-            if not filename.endswith(".yaml"):
-                continue
-            path = directory / filename
-            path.write_bytes(files[filename])
-            spec = load_spec(path)
-            lock_name = f"{spec.name}{LOCK_SUFFIX}"
-            lock_bytes = files.get(lock_name)
-            lock = None if lock_bytes is None else parse_lock(lock_bytes, source=f"modelcars/{lock_name}")
-            if lock is None or lock.spec_sha256 != spec_sha256(spec):
-                changed.append(spec.name)
-            else:
-                unchanged.append(spec.name)
-    return changed, unchanged
-
-
-def layout_manifest_digest(index_json: str) -> str:
-    """The manifest digest an OCI layout's index.json points at (a modelcar layout holds one image)."""
-    from llm_platform.errors import ToolError
-
-    index = json.loads(index_json)
-    manifests = index.get("manifests") or []
-    if len(manifests) != 1:
-        raise ToolError(f"index.json lists {len(manifests)} manifests; a modelcar layout has exactly one")
-    digest = manifests[0].get("digest")
-    if not isinstance(digest, str) or not digest.startswith("sha256:"):
-        raise ToolError(f"index.json: manifest digest {digest!r} is not sha256:<hex>")
-    return digest
-
-
-def check_published_revision(tags: list[str], name: str, hf_commit: str) -> None:
-    """Publishing tags the image with its HF commit (`<name>-<first 12>`): prove it is the commit we resolved."""
-    from llm_platform.errors import ConflictError
-    from llm_platform.modelcar.publish import default_tag
-
-    expected = default_tag(name, hf_commit)
-    if expected not in tags:
-        raise ConflictError(
-            f"{name}: the published image is tagged {tags}, not {expected}: the Hugging Face revision moved "
-            "between resolving and publishing; run deploy again"
-        )
-
-
-def validated_spec(filename: str, text: str) -> "ModelcarSpec":
-    """Validate a spec in-process: a bad spec fails with its file, line and field before any container starts."""
-    from llm_platform.modelcar.spec import load_spec
-
-    with scratch_modelcars() as directory:
-        path = directory / filename
-        path.write_text(text, encoding="utf-8")
-        return load_spec(path)
-
-
-def freshness_for(revision: str) -> str:
-    """ "" for a pinned commit (its build may come from the layer cache), a fresh value for a branch or tag."""
-    return "" if SHA1.fullmatch(revision) else cache_buster()
+# --- adapters ---
 
 
 def cache_buster() -> str:
     # The layer cache keys on an exec's inputs; a fresh value forces a side-effecting command to really run.
     return str(time.time_ns())
-
-
-def last_line(text: str) -> str:
-    """The last non-empty line a command printed: its result (logs go to stderr)."""
-    from llm_platform.errors import ToolError
-
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if not lines:
-        raise ToolError("the command printed no result on stdout")
-    return lines[-1]
-
-
-def normalized_json(text: str) -> str:
-    """The JSON document a command printed, re-serialised (fails loudly when it is not JSON)."""
-    return json.dumps(json.loads(text), indent=2, sort_keys=True)
 
 
 # --- containers ---
@@ -392,11 +269,25 @@ def tofu_container(infra: dagger.Directory, cloud: CloudAccess) -> dagger.Contai
     return ctr.with_env_variable(CACHE_BUSTER_ENV, cache_buster())
 
 
-async def apply_and_read_outputs(env: str, infra: dagger.Directory, cloud: CloudAccess) -> str:
+async def apply_and_read_outputs(env: str, infra: dagger.Directory, cloud: CloudAccess) -> "PlatformOutputs":
     """Apply, then read the outputs in the same container (where a local state file would still be)."""
-    root = env_root(env)
+    from llm_platform.tofu import PlatformOutputs
+    from llm_platform.tofu.environments import environment_root
+
+    root = environment_root(env)
     ctr = tofu_container(infra, cloud).with_exec(tofu_argv("apply", root))
-    return normalized_json(await ctr.with_exec(tofu_argv("output", root)).stdout())
+    out = await ctr.with_exec(tofu_argv("output", root)).stdout()
+    return PlatformOutputs.model_validate_json(out)
+
+
+async def changed_modelcars(modelcars: dagger.Directory) -> "StaleSpecs":
+    """Run `modelcar changed` on the repository's modelcars/ (at its repository path, so errors name it)."""
+    from llm_platform.modelcar.lock import StaleSpecs
+
+    ctr = (
+        toolbox().with_directory(f"{WORK}/modelcars", modelcars).with_exec(modelcar_changed_argv("modelcars"))
+    )
+    return StaleSpecs.model_validate_json(await ctr.stdout())
 
 
 def lint_container(gitops: dagger.Directory) -> dagger.Container:
@@ -419,17 +310,19 @@ def git_container(repo: dagger.Directory, git_token: dagger.Secret | None) -> da
     return ctr
 
 
-async def run_bumps(ctr: dagger.Container, requests: list[BumpRequest], push: bool) -> list[str]:
-    """One bump per model in one checkout, each commit on top of the previous; the commit each printed."""
+async def run_bumps(ctr: dagger.Container, requests: list[BumpRequest], push: bool) -> list["BumpResult"]:
+    """One bump per model in one checkout, each commit on top of the previous; what each reported."""
+    from llm_platform.bump.result import BumpResult
+
     ctr = ctr.with_env_variable(CACHE_BUSTER_ENV, cache_buster())
-    commits = []
+    results = []
     for request in requests:
         ctr = ctr.with_exec(
             bump_argv(request.model, request.ref, f"{WORK}/repo", hf_commit=request.hf_commit, push=push)
         )
         # stdout() is the last exec's: read it per bump (the earlier execs are not run again).
-        commits.append(last_line(await ctr.stdout()))
-    return commits
+        results.append(BumpResult.model_validate_json(await ctr.stdout()))
+    return results
 
 
 # --- the Dagger API ---
@@ -482,20 +375,25 @@ class Modelcar:
     def source_path(self) -> str | None:
         return None if self.source_dir is None else f"{WORK}/source"
 
-    def built_layout(self) -> dagger.Directory:
-        output = f"{WORK}/out/{self.name}"
-        argv = modelcar_build_argv(self.spec_path(), output, self.source_path())
-        return self.with_inputs().with_exec(argv).directory(output)
+    def layout_path(self) -> str:
+        return f"{WORK}/out/{self.name}"
+
+    def build_exec(self) -> dagger.Container:
+        """The build exec: writes the layout and prints the build result (BuildResult JSON)."""
+        argv = modelcar_build_argv(self.spec_path(), self.layout_path(), self.source_path())
+        return self.with_inputs().with_exec(argv)
 
     @function
     def layout(self) -> dagger.Directory:
         """The image as an OCI layout (oci-layout, index.json, blobs/sha256/...), e.g. to `export`."""
-        return self.built_layout()
+        return self.build_exec().directory(self.layout_path())
 
     @function
     async def digest(self) -> str:
         """The manifest digest (sha256:...) of the image; `publish` pushes exactly this manifest."""
-        return layout_manifest_digest(await self.built_layout().file("index.json").contents())
+        from llm_platform.modelcar.build import BuildResult
+
+        return BuildResult.model_validate_json(await self.build_exec().stdout()).manifest_digest
 
     @function(cache="never")  # type: ignore[call-overload]  # dagger-io 0.21.11 overloads omit `cache`
     async def publish(
@@ -558,9 +456,12 @@ class LlmPlatform:
         ] = None,
     ) -> str:
         """Plan one environment without changing it; returns the plan summary as JSON."""
+        from llm_platform.tofu import PlanResult
+        from llm_platform.tofu.environments import environment_root
+
         cloud = CloudAccess(project_id=project_id, credentials=credentials, access_token=access_token)
-        ctr = tofu_container(infra, cloud).with_exec(tofu_argv("plan", env_root(env)))
-        return normalized_json(await ctr.stdout())
+        ctr = tofu_container(infra, cloud).with_exec(tofu_argv("plan", environment_root(env)))
+        return PlanResult.model_validate_json(await ctr.stdout()).model_dump_json(indent=2)
 
     @function(cache="never")  # type: ignore[call-overload]  # dagger-io 0.21.11 overloads omit `cache`
     async def tofu_apply(
@@ -588,7 +489,7 @@ class LlmPlatform:
     ) -> str:
         """Apply one environment (refusing to destroy protected resources); returns its typed outputs as JSON."""
         cloud = CloudAccess(project_id=project_id, credentials=credentials, access_token=access_token)
-        return await apply_and_read_outputs(env, infra, cloud)
+        return (await apply_and_read_outputs(env, infra, cloud)).model_dump_json(indent=2)
 
     @function
     @check
@@ -622,10 +523,11 @@ class LlmPlatform:
         ] = None,
         push: Annotated[bool, Doc("Commit on the fetched tip of origin and push")] = False,
     ) -> str:
-        """Point the GitOps tree and the model lock at a new digest and commit (and push); returns the commit."""
+        """Point the GitOps tree and the model lock at a new digest and commit (and push); returns the commit
+        (`unchanged` when the tree already holds the image)."""
         request = BumpRequest(model=model, ref=ref, hf_commit=hf_commit)
-        [commit] = await run_bumps(git_container(repo, git_token), [request], push)
-        return commit
+        [result] = await run_bumps(git_container(repo, git_token), [request], push)
+        return result.summary_line()
 
     @function(cache="never")  # type: ignore[call-overload]  # dagger-io 0.21.11 overloads omit `cache`
     async def deploy(
@@ -663,13 +565,13 @@ class LlmPlatform:
         push: Annotated[bool, Doc("Push the bump commits to origin")] = False,
     ) -> str:
         """The pipeline in order: tofu apply, publish the modelcars whose spec or lock changed, lint, bump."""
+        from llm_platform.bump.result import BumpResult
+
         cloud = CloudAccess(project_id=project_id, credentials=credentials, access_token=access_token)
-        outputs = json.loads(await apply_and_read_outputs(env, repo.directory("infra"), cloud))
+        outputs = await apply_and_read_outputs(env, repo.directory("infra"), cloud)
 
         modelcars = repo.directory("modelcars")
-        names = [name for name in await modelcars.entries() if name.endswith((".yaml", ".json"))]
-        files = {name: (await modelcars.file(name).contents()).encode() for name in names}
-        changed, unchanged = stale_modelcars(files)
+        stale = await changed_modelcars(modelcars)
 
         # The modelcars are independent: publish them concurrently (the engine runs the execs in parallel).
         results: dict[str, PublishedModelcar] = {}
@@ -679,26 +581,26 @@ class LlmPlatform:
             results[name] = await publish_with_commit(car, registry_username, registry_password)
 
         async with anyio.create_task_group() as group:
-            for name in changed:
+            for name in stale.changed:
                 group.start_soon(publish_one, name)
-        published = [results[name] for name in changed]
+        published = [results[name] for name in stale.changed]
 
         report = await lint_container(repo.directory("gitops")).stdout()
 
-        commits: list[str] = []
+        bumps: list[BumpResult] = []
         if published:
             requests = [
                 BumpRequest(model=car.name, ref=car.image, hf_commit=car.hf_commit) for car in published
             ]
-            commits = await run_bumps(git_container(repo, git_token), requests, push)
+            bumps = await run_bumps(git_container(repo, git_token), requests, push)
 
         summary = DeploySummary(
             env=env,
-            tofu_outputs=outputs,
+            tofu_outputs=outputs.model_dump(mode="json"),
             published=published,
-            unchanged=unchanged,
+            unchanged=stale.unchanged,
             lint=report.strip(),
-            bump_commits=commits,
+            bump_commits=[bump.summary_line() for bump in bumps],
             pushed=push and bool(published),
         )
         return summary.model_dump_json(indent=2)
@@ -710,7 +612,11 @@ class LlmPlatform:
 async def modelcar_from_spec(
     spec: dagger.File, source_dir: dagger.Directory | None, hf_token: dagger.Secret | None
 ) -> Modelcar:
-    parsed = validated_spec(PurePosixPath(await spec.name()).name, await spec.contents())
+    from llm_platform.modelcar.spec import load_spec_text
+
+    # Named as in the repository, so errors read `modelcars/<file>:<line>: <field>: ...`.
+    source_name = f"modelcars/{PurePosixPath(await spec.name()).name}"
+    parsed = load_spec_text(await spec.contents(), source_name=source_name)
     return Modelcar(
         name=parsed.name,
         repository=parsed.image.repository,
@@ -718,7 +624,7 @@ async def modelcar_from_spec(
         source_dir=source_dir,
         hf_token=hf_token,
         tools=toolbox(),
-        freshness=freshness_for(parsed.huggingface.revision),
+        freshness="" if parsed.huggingface.pins_commit else cache_buster(),
     )
 
 
@@ -743,10 +649,6 @@ async def publish_modelcar(
 async def publish_with_commit(
     car: Modelcar, username: str | None, password: dagger.Secret | None
 ) -> PublishedModelcar:
-    """Resolve the spec's revision, publish, and prove the image was built from that commit (the lock records it)."""
-    # Resolved afresh, never from the layer cache: a branch moves.
-    resolve = car.with_inputs().with_env_variable(CACHE_BUSTER_ENV, cache_buster())
-    hf_commit = last_line(await resolve.with_exec(resolve_revision_argv(car.spec_path())).stdout())
+    """Publish to the spec's repository; the result names the image and the HF commit it was built from."""
     result = await publish_modelcar(car, None, username, password)
-    check_published_revision(result.tags, car.name, hf_commit)
-    return PublishedModelcar(name=car.name, image=result.reference, hf_commit=hf_commit)
+    return PublishedModelcar(name=car.name, image=result.reference, hf_commit=result.hf_commit)

@@ -1,4 +1,4 @@
-"""`llm-platform modelcar ...`: build modelcar images and show the spec schema."""
+"""`llm-platform modelcar ...`: build modelcar images, list the specs to publish, show the spec schema."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from llm_platform.modelcar.build import build_layout
+from llm_platform.modelcar.lock import stale_specs
 from llm_platform.modelcar.spec import spec_json_schema
 
 app = typer.Typer(
@@ -53,6 +54,25 @@ def build(
         spec, output=output, source_dir=source_dir, base=base, platform=platform, hf_token=hf_token
     )
     typer.echo(result.model_dump_json(indent=2) if as_json else result.reference)
+
+
+CHANGED_HELP = (
+    "List the specs whose image needs publishing (no lock, or a stale one), as JSON.\n\n"
+    'Prints {"changed": [...], "unchanged": [...]}: a spec is changed when modelcars/NAME.lock.json is '
+    "missing or records another spec_sha256 than the spec has now; comments and formatting of a spec don't "
+    "count. A bad spec or lock fails (exit 2) naming its file, line and field. `dagger call deploy` runs this "
+    "to pick the modelcars it publishes.\n\n"
+    "Example: llm-platform modelcar changed --modelcars modelcars"
+)
+
+
+@app.command("changed", help=CHANGED_HELP)
+def changed(
+    modelcars: Annotated[
+        Path, typer.Option("--modelcars", help="Directory of specs (NAME.yaml) and locks (NAME.lock.json).")
+    ] = Path("modelcars"),
+) -> None:
+    typer.echo(stale_specs(modelcars).model_dump_json(indent=2))
 
 
 @app.command("schema")

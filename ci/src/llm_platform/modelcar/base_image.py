@@ -2,13 +2,15 @@
 
 An image index is resolved to the manifest of the requested platform (linux/amd64 by default).
 Manifests and configs are verified against their digests when read; layers are verified while
-they are streamed into the output.
+they are streamed into the output. Registry bases are read through `llm_platform.registry` (its
+reference grammar, credential resolution and HTTP client), the same code the push uses.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +25,9 @@ from llm_platform.modelcar.blob import (
     read_file_chunks,
     sha256_digest,
 )
-from llm_platform.modelcar.reference import DIGEST_RE, parse_reference
-from llm_platform.modelcar.registry_pull import RegistryPuller
+from llm_platform.registry.auth import resolve_credentials
+from llm_platform.registry.client import RegistryClient
+from llm_platform.registry.reference import DIGEST_RE, ImageReference, parse_reference
 
 REF_NAME = "org.opencontainers.image.ref.name"
 _PLATFORM_RE = re.compile(r"^(?P<os>[a-z0-9]+)/(?P<arch>[a-z0-9_]+)(?:/(?P<variant>[a-z0-9]+))?$")
@@ -114,19 +117,33 @@ class _LayoutReader(_Reader):
 
 
 class _RegistryReader(_Reader):
-    def __init__(self, puller: RegistryPuller) -> None:
-        self.puller = puller
-        self.origin = f"{puller.ref.name}: "
+    """One repository of a registry, through one pooled client kept for as long as the layers may be read
+    (a build or a push streams them well after `load_base` returns)."""
+
+    def __init__(self, ref: ImageReference) -> None:
+        self.repository = ref.repository
+        self.origin = f"{ref.name}: "
+        self.client = RegistryClient(ref.api_host, credentials=resolve_credentials(ref.registry))
+        weakref.finalize(self, self.client.close)
 
     def manifest(self, descriptor_or_ref: str) -> tuple[bytes, str]:
-        return self.puller.manifest(descriptor_or_ref)
+        data, _, content_type = self.client.get_manifest(self.repository, descriptor_or_ref)
+        try:
+            declared = json.loads(data).get("mediaType")
+        except (ValueError, AttributeError):
+            raise PlatformError(f"{self.origin}manifest {descriptor_or_ref} is not a JSON object") from None
+        return data, str(declared or content_type)
 
     def blob(self, digest: str) -> bytes:
-        return self.puller.blob(digest)
+        return self.client.get_blob(self.repository, digest)
 
     def layer(self, descriptor: dict[str, Any]) -> Blob:
-        digest = descriptor["digest"]
-        return _layer_blob(descriptor, lambda: self.puller.stream_blob(digest), self.origin)
+        digest, size = descriptor["digest"], int(descriptor["size"])
+        return _layer_blob(
+            descriptor,
+            lambda: self.client.stream_blob(self.repository, digest, size=size),
+            self.origin,
+        )
 
 
 def _layer_blob(descriptor: dict[str, Any], opener: Any, origin: str) -> Blob:
@@ -215,10 +232,7 @@ def load_base(reference: str, platform: Platform | str = "linux/amd64") -> BaseI
         platform = parse_platform(platform)
     if reference.startswith("oci:"):
         return _layout(reference, platform)
-    try:
-        ref = parse_reference(reference)
-    except ValueError as exc:
-        raise InputError(f"--base {reference!r}: {exc}") from None
+    ref = parse_reference(reference, what="--base")
     if not ref.digest:
         raise InputError(f"--base {reference!r}: a registry base must be pinned by digest (@sha256:...)")
-    return _resolve(_RegistryReader(RegistryPuller(ref)), ref.digest, reference, platform)
+    return _resolve(_RegistryReader(ref), ref.digest, reference, platform)

@@ -2,6 +2,7 @@
 
 It ties three facts together in git, beside the spec: the spec it was built from (by hash, so a
 changed spec is visible), the Hugging Face commit the weights came from, and the pushed image.
+`stale_specs` compares every spec of a directory with its lock: what a deploy has to publish.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llm_platform.errors import InputError
+from llm_platform.modelcar.spec import load_spec, spec_sha256
 
 LOCK_SUFFIX = ".lock.json"
 
@@ -82,3 +84,33 @@ def write_lock(path: Path, lock: ModelLock) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(render_lock(lock))
     tmp.replace(path)
+
+
+class StaleSpecs(BaseModel):
+    """The specs of a modelcars/ directory split by whether their image must be published (sorted names)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    changed: list[str] = Field(description="specs without a lock, or whose lock records another spec_sha256")
+    unchanged: list[str] = Field(description="specs whose lock records their current spec_sha256")
+
+
+def stale_specs(modelcars_dir: Path) -> StaleSpecs:
+    """Which specs (`<name>.yaml`) of `modelcars_dir` need publishing.
+
+    A spec is changed when its `<name>.lock.json` is missing or records another spec_sha256 than the
+    spec has now; the hash is canonical, so comments and formatting don't count. A bad spec or lock is
+    an InputError naming its file (as `modelcars_dir` spells it), line and field.
+    """
+    if not modelcars_dir.is_dir():
+        raise InputError(f"{modelcars_dir}: no such directory (expected the modelcars/ of the repository)")
+    changed: list[str] = []
+    unchanged: list[str] = []
+    for spec_path in sorted(modelcars_dir.glob("*.yaml")):
+        spec = load_spec(spec_path)
+        lock = read_lock(lock_path_for(spec_path))
+        if lock is None or lock.spec_sha256 != spec_sha256(spec):
+            changed.append(spec.name)
+        else:
+            unchanged.append(spec.name)
+    return StaleSpecs(changed=changed, unchanged=unchanged)

@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from llm_platform.errors import InputError, RegistryError
 from llm_platform.logs import get_logger
@@ -29,6 +29,7 @@ from llm_platform.modelcar import tar_layer
 from llm_platform.modelcar.base_image import load_base, parse_platform
 from llm_platform.modelcar.blob import MEDIA_OCI_CONFIG, Blob
 from llm_platform.modelcar.image import (
+    ANNOTATION_REVISION,
     ANNOTATION_SPEC,
     ImagePlan,
     ModelLayer,
@@ -57,6 +58,9 @@ class PublishResult(BaseModel):
 
     reference: str
     digest: str
+    # What the lock and the bump record; the image's revision annotation carries the same value.
+    hf_commit: str = Field(description="Hugging Face commit the weights came from (with --source-dir: the "
+                                       "spec's revision as given)")
     tags: list[str]
     bytes_uploaded: int
     blobs_uploaded: int
@@ -421,6 +425,7 @@ def publish_modelcar(
     result = PublishResult(
         reference=str(ref.with_digest(digest)),
         digest=digest,
+        hf_commit=plan.annotations[ANNOTATION_REVISION],
         tags=tags,
         bytes_uploaded=counters.bytes,
         blobs_uploaded=counters.uploaded,

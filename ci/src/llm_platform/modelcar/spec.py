@@ -11,7 +11,7 @@ import fnmatch
 import hashlib
 import json
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
@@ -21,7 +21,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from llm_platform.errors import InputError
-from llm_platform.modelcar.reference import DIGEST_RE, parse_reference
+from llm_platform.registry.reference import DIGEST_RE, parse_reference
 
 DEFAULT_BASE = (
     "docker.io/library/busybox:1.37.0@sha256:bdf57e528e45e4433820e045b29b4597825a1c9e38353532d90a01445013f82e"
@@ -154,6 +154,11 @@ class HuggingFaceSource(_Strict):
         description="fnmatch patterns of files to leave out, applied after allow_patterns.",
     )
 
+    @property
+    def pins_commit(self) -> bool:
+        """True when the revision is a commit sha: the weights can never change under the spec."""
+        return bool(SHA1_RE.match(self.revision))
+
 
 class ImageTarget(_Strict):
     """The image the build produces."""
@@ -251,34 +256,45 @@ def _describe(error: ErrorDetails) -> str:
     return message.removeprefix("Value error, ")
 
 
-def _spec_name(path: Path) -> str:
-    name = path.name.removesuffix(".yaml").removesuffix(".yml")
+def _spec_name(source_name: str) -> str:
+    name = PurePosixPath(source_name).name.removesuffix(".yaml").removesuffix(".yml")
     if not SPEC_NAME_RE.match(name):
-        raise InputError(f"{path}: spec name {name!r} (the file stem) must match [a-z0-9][a-z0-9.-]*")
+        raise InputError(f"{source_name}: spec name {name!r} (the file stem) must match [a-z0-9][a-z0-9.-]*")
     return name
 
 
 def load_spec(path: Path) -> ModelcarSpec:
     """Read and validate `modelcars/<name>.yaml`; an InputError names file, line and field of each problem."""
-    name = _spec_name(path)
+    _spec_name(str(path))
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: spec file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read spec: {exc}") from None
+    return load_spec_text(text, source_name=str(path))
+
+
+def load_spec_text(text: str, *, source_name: str) -> ModelcarSpec:
+    """Validate a spec's text; `source_name` (e.g. `modelcars/<name>.yaml`) gives the name (its stem) and
+    starts every error line: `<source_name>:<line>: <field>: <problem>`.
+
+    For callers that hold a spec's content rather than a file (the Dagger module reads it from a
+    dagger.File): the same checks and messages as load_spec, without writing the text anywhere.
+    """
+    name = _spec_name(source_name)
     yaml = YAML(typ="rt")
     try:
         document = yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        where = f"{source_name}:{mark.line + 1}" if mark else source_name
         raise InputError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
     if not isinstance(document, CommentedMap):
-        raise InputError(f"{path}:1: a spec must be a mapping with huggingface, image and serving")
+        raise InputError(f"{source_name}:1: a spec must be a mapping with huggingface, image and serving")
     if "name" in document:
         raise InputError(
-            f"{path}:{document.lc.key('name')[0] + 1}: name: unknown field (the name is the file stem)"
+            f"{source_name}:{document.lc.key('name')[0] + 1}: name: unknown field (the name is the file stem)"
         )
     try:
         return ModelcarSpec.model_validate({**_plain(document), "name": name})
@@ -288,7 +304,7 @@ def load_spec(path: Path) -> ModelcarSpec:
             loc = tuple(error["loc"])
             line = _line_of(document, loc)
             field = ".".join(str(part) for part in loc) or "(spec)"
-            lines.append(f"{path}:{line}: {field}: {_describe(error)}")
+            lines.append(f"{source_name}:{line}: {field}: {_describe(error)}")
         raise InputError("\n".join(lines)) from None
 
 

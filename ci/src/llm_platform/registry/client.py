@@ -22,7 +22,7 @@ import httpx
 
 from llm_platform.errors import RegistryError
 from llm_platform.logs import get_logger
-from llm_platform.registry.auth import Credentials, RegistryAuth
+from llm_platform.registry.auth import PASSWORD_ENV, USERNAME_ENV, Credentials, RegistryAuth
 from llm_platform.registry.policy import RegistryPolicy, UploadMode, policy_for
 from llm_platform.registry.progress import UploadProgress, human_bytes
 from llm_platform.registry.reference import is_loopback
@@ -232,19 +232,41 @@ class RegistryClient:
         self.close()
 
     # -- plumbing ---------------------------------------------------------------------------------------
-    def _send(self, method: str, url: str, *, what: str, **kwargs: object) -> httpx.Response:
-        """One request; transport failures become `_Retriable`, authentication failures `RegistryError`."""
+    def _send(
+        self, method: str, url: str, *, what: str, stream: bool = False, **kwargs: object
+    ) -> httpx.Response:
+        """One request; transport failures become `_Retriable`, authentication failures `RegistryError`.
+
+        With `stream=True` the body of a successful response is left unread (the caller closes it) and
+        redirects are followed (blob storage behind a CDN); an error response is read for its message.
+        """
         try:
-            response = self._http.request(method, url, **kwargs)  # type: ignore[arg-type]
+            if stream:
+                request = self._http.build_request(method, url, **kwargs)  # type: ignore[arg-type]
+                response = self._http.send(request, stream=True, follow_redirects=True)
+            else:
+                response = self._http.request(method, url, **kwargs)  # type: ignore[arg-type]
         except httpx.StreamConsumed as exc:  # a body that met a 401 cannot be replayed; the token is cached now
             raise _Retriable(f"{what}: re-authenticated mid-request") from exc
         except httpx.TransportError as exc:
             raise _Retriable(f"{what}: {self.base_url} unreachable ({_transport_reason(exc)})") from exc
+        if stream and response.status_code >= 300:
+            try:
+                response.read()
+            except httpx.HTTPError:
+                pass
+            finally:
+                response.close()
         if response.status_code == 401:
-            who = (f"user {self.credentials.username!r} (credentials from {self.credentials.source})"
-                   if self.credentials else "anonymous access")
+            if self.credentials is None:
+                raise RegistryError(
+                    f"{self.host}: authentication failed for {what}: anonymous access rejected, the registry "
+                    f"requires credentials and none were found (log in with podman/docker login, or set "
+                    f"${USERNAME_ENV} and ${PASSWORD_ENV}) ({_describe_errors(response)})"
+                )
             raise RegistryError(
-                f"{self.host}: authentication failed for {what}: {who} rejected ({_describe_errors(response)})"
+                f"{self.host}: authentication failed for {what}: user {self.credentials.username!r} "
+                f"(credentials from {self.credentials.source}) rejected ({_describe_errors(response)})"
             )
         if response.status_code == 403:
             raise RegistryError(f"{self.host}: {what} denied ({_describe_errors(response)})")
@@ -330,12 +352,52 @@ class RegistryClient:
             raise RegistryError(f"{self.host}: {what}: content does not match its digest")
         return body
 
+    def stream_blob(
+        self, repository: str, digest: str, *, size: int | None = None, chunk_size: int = 1 << 20
+    ) -> Iterator[bytes]:
+        """A blob of any size in chunks of at most `chunk_size` bytes, checked against `digest` (and `size`)
+        as it streams: the last chunk is followed by a RegistryError, not by the end, when the bytes are wrong.
+        The request is sent on first iteration; a connection lost mid-blob is an error (no partial retries)."""
+        what = f"GET blob {digest[:19]} from {repository}"
+        response = self._with_retries(
+            what, lambda: self._send("GET", f"/v2/{repository}/blobs/{digest}", what=what, stream=True)
+        )
+        try:
+            if response.status_code == 404:
+                raise RegistryError(
+                    f"{self.host}/{repository}: blob {digest} not found ({_describe_errors(response)})"
+                )
+            if response.status_code != 200:
+                raise self._unexpected(what, response)
+            hasher, count = hashlib.sha256(), 0
+            try:
+                for chunk in response.iter_bytes(chunk_size):
+                    count += len(chunk)
+                    if size is not None and count > size:
+                        raise RegistryError(f"{self.host}: {what}: more than the expected {size} bytes")
+                    hasher.update(chunk)
+                    yield chunk
+            except httpx.HTTPError as exc:
+                raise RegistryError(
+                    f"{self.host}: {what}: connection lost after {count} bytes ({_transport_reason(exc)})"
+                ) from None
+            if size is not None and count != size:
+                raise RegistryError(f"{self.host}: {what}: got {count} bytes, expected {size}")
+            if "sha256:" + hasher.hexdigest() != digest:
+                raise RegistryError(f"{self.host}: {what}: content does not match its digest")
+        finally:
+            response.close()
+
     def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
         """(body, digest, media type); the digest is computed from the body and checked against the registry's."""
         what = f"GET manifest {repository}:{reference}"
         response = self._with_retries(what, lambda: self._send(
             "GET", f"/v2/{repository}/manifests/{reference}", what=what, headers={"Accept": MANIFEST_ACCEPT}
         ))
+        if response.status_code == 404:
+            raise RegistryError(
+                f"{self.host}/{repository}: manifest {reference} not found ({_describe_errors(response)})"
+            )
         if response.status_code != 200:
             raise self._unexpected(what, response)
         body = response.content
@@ -430,7 +492,7 @@ class RegistryClient:
                 if self.policy.upload_mode is UploadMode.MONOLITHIC or blob.size == 0:
                     self._put_whole(blob, state, key, sent)
                 else:
-                    self._patch_chunks(blob, state, key, sent)
+                    self._patch_chunks(blob, state, key, sent, label)
                     self._close_session(blob, state)
                 if self.progress:
                     self.progress.finish(key, "pushed")
@@ -527,21 +589,22 @@ class RegistryClient:
             cursor.close()
         self._check_committed(blob, response, what)
 
-    def _patch_chunks(self, blob: BlobSource, state: _Upload, key: str, sent: list[int]) -> None:
+    def _patch_chunks(self, blob: BlobSource, state: _Upload, key: str, sent: list[int], label: str) -> None:
         cursor = _BlobCursor(blob, state.offset)  # one pass over the source per attempt, however many chunks
         try:
-            self._send_chunks(blob, state, key, sent, cursor)
+            self._send_chunks(blob, state, key, sent, cursor, label)
         finally:
             cursor.close()
 
     def _send_chunks(
-        self, blob: BlobSource, state: _Upload, key: str, sent: list[int], cursor: _BlobCursor
+        self, blob: BlobSource, state: _Upload, key: str, sent: list[int], cursor: _BlobCursor, label: str
     ) -> None:
         while state.offset < blob.size:
             assert state.location is not None
             length = min(state.chunk_size, blob.size - state.offset)
             end = state.offset + length - 1
-            what = f"upload {blob.digest[:19]} bytes {state.offset}-{end}"
+            # Not `blob.digest` here: a layer built on the fly learns its digest only at the end of its stream.
+            what = f"upload of {label} bytes {state.offset}-{end}"
             response = self._send(
                 "PATCH", state.location, what=what,
                 content=self._counted(cursor.take(length), key, sent),

@@ -15,8 +15,13 @@ DOCKER_HUB_API_HOST = "registry-1.docker.io"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::\d+)?$")
+_MAX_NAME_LENGTH = 255  # REGISTRY/REPOSITORY, the distribution spec's limit
+
+
+class InvalidReferenceError(InputError, ValueError):
+    """A malformed image reference. Also a ValueError, so a pydantic validator reports it against its field."""
 
 
 class ImageReference(BaseModel):
@@ -62,12 +67,14 @@ def parse_reference(text: str, *, what: str = "image reference") -> ImageReferen
     """Parse and normalise a reference; `what` names the flag or field in the error message."""
     raw = text.strip()
     if not raw:
-        raise InputError(f"{what}: empty image reference")
+        raise InvalidReferenceError(f"{what}: empty image reference")
+    if raw != text:
+        raise InvalidReferenceError(f"{what}: {text!r} has surrounding whitespace")
     if "://" in raw:
-        raise InputError(f"{what}: {text!r} must be REGISTRY/REPOSITORY[:TAG][@DIGEST], without a URL scheme")
+        raise InvalidReferenceError(f"{what}: {text!r} must be REGISTRY/REPOSITORY[:TAG][@DIGEST], without a URL scheme")
     rest, _, digest = raw.partition("@")
-    if digest and not _DIGEST_RE.match(digest):
-        raise InputError(f"{what}: {text!r} has an invalid digest {digest!r} (expected sha256:<64 hex>)")
+    if digest and not DIGEST_RE.match(digest):
+        raise InvalidReferenceError(f"{what}: {text!r} has an invalid digest {digest!r} (expected sha256:<64 hex>)")
     first, slash, remainder = rest.partition("/")
     if slash and _looks_like_host(first):
         registry, path = first, remainder
@@ -77,21 +84,23 @@ def parse_reference(text: str, *, what: str = "image reference") -> ImageReferen
     if registry in ("index.docker.io", DOCKER_HUB_API_HOST):
         registry = DOCKER_HUB
     if not _HOST_RE.match(registry):
-        raise InputError(f"{what}: {text!r} has an invalid registry host {registry!r}")
+        raise InvalidReferenceError(f"{what}: {text!r} has an invalid registry host {registry!r}")
     tag: str | None = None
     last_slash = path.rfind("/")
     colon = path.rfind(":")
     if colon > last_slash:
         path, tag = path[:colon], path[colon + 1 :]
         if not _TAG_RE.match(tag):
-            raise InputError(f"{what}: {text!r} has an invalid tag {tag!r}")
+            raise InvalidReferenceError(f"{what}: {text!r} has an invalid tag {tag!r}")
     if registry == DOCKER_HUB and "/" not in path:
         path = f"library/{path}"
     if not _REPOSITORY_RE.match(path):
-        raise InputError(
+        raise InvalidReferenceError(
             f"{what}: {text!r} has an invalid repository {path!r} "
             "(lowercase letters, digits and . _ - separators, components joined by /)"
         )
+    if len(f"{registry}/{path}") > _MAX_NAME_LENGTH:
+        raise InvalidReferenceError(f"{what}: {text!r} names a repository longer than {_MAX_NAME_LENGTH} characters")
     return ImageReference(registry=registry, repository=path, tag=tag, digest=digest or None)
 
 
