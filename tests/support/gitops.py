@@ -1,6 +1,5 @@
-"""Offline checks of the GitOps tree: strict YAML loading, `kubectl kustomize` rendering, schema
-validation (core kinds with kubernetes-validate, custom resources with the upstream CRDs' schemas)
-and the app-of-apps walk. A small stand-in until `llm-platform lint` replaces it.
+"""Offline checks of the GitOps tree's structure: strict YAML loading, `kubectl kustomize` rendering
+and the app-of-apps walk. Schema, CRD and policy validation is `llm-platform lint`'s job.
 """
 
 from __future__ import annotations
@@ -12,15 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import kubernetes_validate
 import yaml
 from ruamel.yaml import YAML
 from tests.support.tools import require_tool, run
 
-# The Kubernetes minor the tree targets: image volumes (raw vLLM's modelcar mount) are beta and
-# on by default from 1.35; GKE's RAPID channel runs it.
-KUBERNETES_VERSION = "1.35"
 # The repository every environment's Applications read from (a fork changes it in one sweep).
 GITOPS_REPO_URL = "https://github.com/llm-platform-example/llm-platform.git"
 ENVIRONMENTS = ("gke", "kind")
@@ -33,8 +27,6 @@ WAVE_PATTERN = re.compile(r"^[+-]?[0-9]+$")
 # An exact release: no ranges, no branches, no HEAD.
 EXACT_VERSION = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+$")
 DIGEST_REF = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
-# The upstream CRD files are megabytes: parse them with libyaml when it is there.
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_yaml_documents(path: Path) -> list[Any]:
@@ -93,68 +85,6 @@ def object_id(obj: dict[str, Any]) -> str:
 def api_group(obj: dict[str, Any]) -> str:
     api_version = str(obj.get("apiVersion", ""))
     return api_version.rsplit("/", 1)[0] if "/" in api_version else ""
-
-
-def _strict(schema: Any) -> Any:
-    """Reject unknown fields like the API server's strict field validation: close every object
-    schema that lists its properties, unless it explicitly preserves unknown fields."""
-    if isinstance(schema, dict):
-        closed = {key: _strict(value) for key, value in schema.items()}
-        if (
-            "properties" in schema
-            and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            closed["additionalProperties"] = False
-        return closed
-    if isinstance(schema, list):
-        return [_strict(item) for item in schema]
-    return schema
-
-
-class SchemaValidator:
-    """Validates one object: custom resources against the CRD schemas under `crds_dir` (the
-    upstream CRD manifests listed in its INDEX.json), everything else with kubernetes-validate."""
-
-    def __init__(self, crds_dir: Path) -> None:
-        self._schemas: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self._validators: dict[tuple[str, str, str], jsonschema.Draft4Validator] = {}
-        for entry in json.loads((crds_dir / "INDEX.json").read_text()):
-            for crd in yaml.load_all((crds_dir / entry["file"]).read_text(), Loader=_FAST_LOADER):
-                if not crd or crd.get("kind") != "CustomResourceDefinition":
-                    continue
-                group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-                for version in crd["spec"]["versions"]:
-                    if version.get("served", True) and "schema" in version:
-                        schema = _strict(version["schema"]["openAPIV3Schema"])
-                        self._schemas[(group, version["name"], kind)] = schema
-
-    def has_crd(self, group: str) -> bool:
-        return any(key[0] == group for key in self._schemas)
-
-    def errors(self, obj: dict[str, Any]) -> list[str]:
-        group = api_group(obj)
-        version = str(obj.get("apiVersion", "")).rsplit("/", 1)[-1]
-        key = (group, version, str(obj.get("kind")))
-        if key in self._schemas:
-            validator = self._validators.get(key)
-            if validator is None:
-                validator = self._validators[key] = jsonschema.Draft4Validator(self._schemas[key])
-            return [
-                f"{'.'.join(str(p) for p in err.absolute_path) or '<root>'}: {err.message}"
-                for err in validator.iter_errors(obj)
-            ]
-        if "." in group and not group.endswith(".k8s.io") and group != "":
-            return [f"no CRD schema for {group}/{version} {obj.get('kind')} in the shared CRD set"]
-        try:
-            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as err:
-            return [f"{'.'.join(str(p) for p in err.path) or '<root>'}: {err.message}"]
-        except kubernetes_validate.SchemaNotFoundError:
-            return [
-                f"no Kubernetes {KUBERNETES_VERSION} schema for {obj.get('apiVersion')} {obj.get('kind')}"
-            ]
-        return []
 
 
 @dataclass

@@ -33,7 +33,7 @@ def lint(
                                                     "if present.")] = None,
     kubernetes_version: Annotated[str | None, typer.Option("--kubernetes-version",
                                                            help="Kubernetes minor version of the built-in schemas "
-                                                                "(default 1.33).")] = None,
+                                                                "(default: the version the tree targets, 1.35).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Lint config file (path silencing, allowed "
                                                                  "schema-less kinds, repo URLs).")] = None,
 ) -> None:

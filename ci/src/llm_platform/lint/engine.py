@@ -20,7 +20,7 @@ from llm_platform.lint.sources import SourceDoc, SourceFile, load_file
 from llm_platform.lint.structural import SchemaError
 from llm_platform.lint.tree import K8sObject, Tree, display_path
 
-DEFAULT_KUBERNETES_VERSION = "1.33"
+DEFAULT_KUBERNETES_VERSION = "1.35"  # the version the reference tree targets (image volumes on by default)
 _KUSTOMIZE_KINDS = {"Kustomization", "Component"}
 _KUSTOMIZE_GROUPS = ("kustomize.config.k8s.io",)
 
