@@ -5,7 +5,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from tests.support.registry import Registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

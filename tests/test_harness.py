@@ -7,17 +7,16 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from tests.support.registry import Registry
 
 
 def test_registry_answers_v2(registry: Registry) -> None:
-    with urllib.request.urlopen(f"{registry.url}/v2/_catalog") as resp:  # noqa: S310
+    with urllib.request.urlopen(f"{registry.url}/v2/_catalog") as resp:
         assert json.load(resp) == {"repositories": []}
 
 
 def test_auth_registry_demands_credentials(auth_registry: Registry) -> None:
     with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(f"{auth_registry.url}/v2/")  # noqa: S310
+        urllib.request.urlopen(f"{auth_registry.url}/v2/")
     assert info.value.code == 401
     assert "Basic" in info.value.headers["WWW-Authenticate"]

@@ -74,7 +74,7 @@ class Registry:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"docker-registry exited at start:\n{self.log_path.read_text()}")
             try:
-                urllib.request.urlopen(f"{self.url}/v2/", timeout=1)  # noqa: S310 - loopback only
+                urllib.request.urlopen(f"{self.url}/v2/", timeout=1)
                 return self
             except urllib.error.HTTPError:
                 return self  # 401 from an auth-enabled registry: it is up

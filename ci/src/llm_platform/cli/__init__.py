@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from llm_platform import logs
+from llm_platform.cli import bump, crds, lint, modelcar, modelcar_publish, tofu  # noqa: F401 (publish registers itself)
 from llm_platform.errors import PlatformError
 
 app = typer.Typer(
@@ -27,19 +28,12 @@ def _root(
     logs.configure(verbose)
 
 
-# Sub-command groups: one module each, registered here.
-# (each line: `from llm_platform.cli import X as _X` + `app.add_typer(_X.app, name=...)` or `_X.register(app)`)
-from llm_platform.cli import lint as _lint  # noqa: E402
-_lint.register(app)
-from llm_platform.cli import crds as _crds  # noqa: E402
-app.add_typer(_crds.app, name="crds")
-from llm_platform.cli import bump as _bump  # noqa: E402
-_bump.register(app)
-from llm_platform.cli import modelcar as _modelcar  # noqa: E402
-app.add_typer(_modelcar.app, name="modelcar")
-from llm_platform.cli import modelcar_publish as _modelcar_publish  # noqa: E402,F401  (adds `modelcar publish`)
-from llm_platform.cli import tofu as _tofu  # noqa: E402
-app.add_typer(_tofu.app, name="tofu")
+# Sub-command groups: one module each. `modelcar_publish` adds `publish` to the modelcar group.
+app.add_typer(modelcar.app, name="modelcar")
+app.add_typer(tofu.app, name="tofu")
+app.add_typer(crds.app, name="crds")
+lint.register(app)
+bump.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
