@@ -327,6 +327,21 @@ async def run_bumps(ctr: dagger.Container, requests: list[BumpRequest], push: bo
 
 # --- the Dagger API ---
 
+# Arguments several functions share (tofu-plan, tofu-apply, deploy): one declaration, one doc.
+InfraDir = Annotated[
+    dagger.Directory, DefaultPath("/infra"), Ignore(SOURCE_IGNORE), Doc("The infra/ tree of the repository")
+]
+ProjectId = Annotated[
+    str | None, Doc("GCP project id (sets TF_VAR_project_id; default: project.tfvars or the environment)")
+]
+Credentials = Annotated[
+    dagger.Secret | None, Doc("Cloud credentials JSON for OpenTofu, e.g. env://GOOGLE_CREDENTIALS")
+]
+AccessToken = Annotated[
+    dagger.Secret | None,
+    Doc("Short-lived OAuth access token (Workload Identity Federation), e.g. env://GOOGLE_OAUTH_ACCESS_TOKEN"),
+]
+
 
 @object_type
 class Modelcar:
@@ -435,25 +450,10 @@ class LlmPlatform:
     async def tofu_plan(
         self,
         env: Annotated[str, Doc("Environment to plan: the OpenTofu root infra/envs/<env>")],
-        infra: Annotated[
-            dagger.Directory,
-            DefaultPath("/infra"),
-            Ignore(SOURCE_IGNORE),
-            Doc("The infra/ tree of the repository"),
-        ],
-        project_id: Annotated[
-            str | None,
-            Doc("GCP project id (sets TF_VAR_project_id; default: project.tfvars or the environment)"),
-        ] = None,
-        credentials: Annotated[
-            dagger.Secret | None, Doc("Cloud credentials JSON, e.g. env://GOOGLE_CREDENTIALS")
-        ] = None,
-        access_token: Annotated[
-            dagger.Secret | None,
-            Doc(
-                "Short-lived OAuth access token (Workload Identity Federation), e.g. env://GOOGLE_OAUTH_ACCESS_TOKEN"
-            ),
-        ] = None,
+        infra: InfraDir,
+        project_id: ProjectId = None,
+        credentials: Credentials = None,
+        access_token: AccessToken = None,
     ) -> str:
         """Plan one environment without changing it; returns the plan summary as JSON."""
         from llm_platform.tofu import PlanResult
@@ -467,25 +467,10 @@ class LlmPlatform:
     async def tofu_apply(
         self,
         env: Annotated[str, Doc("Environment to apply: the OpenTofu root infra/envs/<env>")],
-        infra: Annotated[
-            dagger.Directory,
-            DefaultPath("/infra"),
-            Ignore(SOURCE_IGNORE),
-            Doc("The infra/ tree of the repository"),
-        ],
-        project_id: Annotated[
-            str | None,
-            Doc("GCP project id (sets TF_VAR_project_id; default: project.tfvars or the environment)"),
-        ] = None,
-        credentials: Annotated[
-            dagger.Secret | None, Doc("Cloud credentials JSON, e.g. env://GOOGLE_CREDENTIALS")
-        ] = None,
-        access_token: Annotated[
-            dagger.Secret | None,
-            Doc(
-                "Short-lived OAuth access token (Workload Identity Federation), e.g. env://GOOGLE_OAUTH_ACCESS_TOKEN"
-            ),
-        ] = None,
+        infra: InfraDir,
+        project_id: ProjectId = None,
+        credentials: Credentials = None,
+        access_token: AccessToken = None,
     ) -> str:
         """Apply one environment (refusing to destroy protected resources); returns its typed outputs as JSON."""
         cloud = CloudAccess(project_id=project_id, credentials=credentials, access_token=access_token)
@@ -539,19 +524,9 @@ class LlmPlatform:
             Ignore(GIT_CHECKOUT_IGNORE),
             Doc("The repository checkout (.git included): infra/, modelcars/, gitops/"),
         ],
-        project_id: Annotated[
-            str | None,
-            Doc("GCP project id (sets TF_VAR_project_id; default: project.tfvars or the environment)"),
-        ] = None,
-        credentials: Annotated[
-            dagger.Secret | None, Doc("Cloud credentials JSON for OpenTofu, e.g. env://GOOGLE_CREDENTIALS")
-        ] = None,
-        access_token: Annotated[
-            dagger.Secret | None,
-            Doc(
-                "Short-lived OAuth access token (Workload Identity Federation), e.g. env://GOOGLE_OAUTH_ACCESS_TOKEN"
-            ),
-        ] = None,
+        project_id: ProjectId = None,
+        credentials: Credentials = None,
+        access_token: AccessToken = None,
         hf_token: Annotated[dagger.Secret | None, Doc("Hugging Face token, e.g. env://HF_TOKEN")] = None,
         registry_username: Annotated[
             str | None, Doc("Registry user for the modelcar pushes, e.g. _json_key")
