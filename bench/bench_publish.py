@@ -93,6 +93,9 @@ def measure(tool: str, scenario: str, commands: list[list[str]], registry: Regis
             log: Path) -> Run:
     """Run the commands one after the other; wall time, registry bytes received, peak RSS of any of them."""
     assert registry.proc is not None
+    # Every tool starts with no write-back pending from the previous one (the floor's pre-built layout,
+    # the last run's registry writes): otherwise whichever runs next pays for the others' disk writes.
+    os.sync()
     before = rchar(registry.proc.pid)
     registry_cpu = cpu_of(registry.proc.pid)
     peak = 0

@@ -182,3 +182,38 @@ def test_mount_from_another_repository_moves_no_layer_bytes(
     assert second.digest == first.digest
     assert second.blobs_mounted == 4 and second.blobs_uploaded == 0 and second.bytes_uploaded == 0
     assert not [e for e in log.since_mark() if e[0] in ("PATCH", "PUT") and "/blobs/" in e[1]]
+
+
+def test_republish_of_an_image_whose_blob_went_missing_uploads_that_blob(
+    tmp_path: Path, registry: Registry, busybox_layout: BaseLayout  # noqa: F811
+) -> None:
+    """A re-push of an image the repository holds skips the per-blob checks and only verifies; when the
+    verification finds a blob gone (deleted, garbage-collected), the full push puts back just that blob."""
+    model = generated_model(tmp_path, "holey", {"a.safetensors": 3 * MiB, "b.safetensors": 2 * MiB,
+                                                "config.json": 50})
+    target = f"{registry.host}/modelcars/holey"
+    options = {"source_dir": model.source, "base": busybox_layout.ref, "cache_dir": tmp_path / "cache"}
+    first = publish_modelcar(model.spec, target, **options)  # type: ignore[arg-type]
+
+    log = AccessLog(registry)
+    log.mark()
+    again = publish_modelcar(model.spec, target, **options)  # type: ignore[arg-type]
+    assert again.digest == first.digest and again.bytes_uploaded == 0 and again.blobs_present == 5
+    assert not [e for e in log.since_mark() if e[0] != "HEAD" and "/blobs/" in e[1]]
+
+    manifest = json.loads((registry.storage / "docker/registry/v2/blobs/sha256" / first.digest[7:9] /
+                           first.digest[7:] / "data").read_bytes())
+    gone = next(layer for layer in manifest["layers"]
+                if layer.get("annotations", {}).get("io.llm-platform.modelcar.file.path") == "b.safetensors")
+    from llm_platform.registry.client import RegistryClient
+
+    with RegistryClient(registry.host) as client:
+        response = client._http.delete(f"/v2/modelcars/holey/blobs/{gone['digest']}")
+        assert response.status_code == 202
+        assert client.blob_size("modelcars/holey", gone["digest"]) is None
+
+    log.mark()
+    repaired = publish_modelcar(model.spec, target, **options)  # type: ignore[arg-type]
+    assert repaired.digest == first.digest
+    assert log.committed_digests() == [gone["digest"]]
+    assert repaired.blobs_uploaded == 1 and repaired.bytes_uploaded == gone["size"]

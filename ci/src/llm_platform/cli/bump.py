@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from llm_platform.bump import bump_model
-from llm_platform.bump.service import DEFAULT_MAX_ATTEMPTS
+# The core (llm_platform.bump) is imported inside the command: importing it here would make every
+# `llm-platform` start pay for it (~0.3 s), whatever the command.
+DEFAULT_MAX_ATTEMPTS = 10  # llm_platform.bump.service.DEFAULT_MAX_ATTEMPTS (a test keeps them equal)
 
 HELP = (
     "Point the GitOps tree and the model lock at a new modelcar digest.\n\n"
@@ -86,6 +87,8 @@ def bump(
         bool, typer.Option("--json", help="Print the full result as JSON instead.")
     ] = False,
 ) -> None:
+    from llm_platform.bump import bump_model
+
     result = bump_model(
         model,
         ref,

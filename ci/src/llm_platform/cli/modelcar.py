@@ -8,10 +8,6 @@ from typing import Annotated
 
 import typer
 
-from llm_platform.modelcar.build import build_layout
-from llm_platform.modelcar.lock import stale_specs
-from llm_platform.modelcar.spec import spec_json_schema
-
 app = typer.Typer(
     name="modelcar",
     help="Modelcars: OCI images carrying a model's weights under /models (KServe oci://).",
@@ -50,6 +46,8 @@ def build(
     as_json: Annotated[bool, typer.Option("--json", help="Print the build result as JSON instead.")] = False,
 ) -> None:
     """Build the modelcar image of SPEC as an OCI layout; print its digest-pinned reference."""
+    from llm_platform.modelcar.build import build_layout  # core imported on use: the CLI starts fast
+
     result = build_layout(
         spec, output=output, source_dir=source_dir, base=base, platform=platform, hf_token=hf_token
     )
@@ -72,10 +70,14 @@ def changed(
         Path, typer.Option("--modelcars", help="Directory of specs (NAME.yaml) and locks (NAME.lock.json).")
     ] = Path("modelcars"),
 ) -> None:
+    from llm_platform.modelcar.lock import stale_specs
+
     typer.echo(stale_specs(modelcars).model_dump_json(indent=2))
 
 
 @app.command("schema")
 def schema() -> None:
     """Print the JSON schema of modelcar specs (published as modelcars/modelcar.schema.json)."""
+    from llm_platform.modelcar.spec import spec_json_schema
+
     typer.echo(json.dumps(spec_json_schema(), indent=2, sort_keys=True))

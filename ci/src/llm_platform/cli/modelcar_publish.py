@@ -11,9 +11,11 @@ import typer
 
 from llm_platform.cli.modelcar import app as modelcar_app
 from llm_platform.errors import InputError
-from llm_platform.modelcar.publish import publish_modelcar
-from llm_platform.registry.auth import PASSWORD_ENV, USERNAME_ENV
+from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV
 from llm_platform.registry.policy import MiB, UploadMode
+
+# The core (llm_platform.modelcar.publish) is imported inside the command: every `llm-platform` start
+# would otherwise pay for httpx and the whole publish stack, whatever the command.
 
 
 def publish(
@@ -80,6 +82,8 @@ def publish(
     layers stream straight from the model files. Progress goes to stderr; a push that failed or could
     not be verified prints nothing on stdout and exits non-zero.
     """
+    from llm_platform.modelcar.publish import publish_modelcar
+
     password: str | None = None
     if password_stdin:
         if not username:

@@ -25,8 +25,6 @@ from llm_platform.modelcar.blob import (
     read_file_chunks,
     sha256_digest,
 )
-from llm_platform.registry.auth import resolve_credentials
-from llm_platform.registry.client import RegistryClient
 from llm_platform.registry.reference import DIGEST_RE, ImageReference, parse_reference
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -123,6 +121,10 @@ class _RegistryReader(_Reader):
     def __init__(self, ref: ImageReference) -> None:
         self.repository = ref.repository
         self.origin = f"{ref.name}: "
+        # Imported here: httpx costs ~0.15 s of start-up, and an `oci:` base never talks to a registry.
+        from llm_platform.registry.auth import resolve_credentials
+        from llm_platform.registry.client import RegistryClient
+
         self.client = RegistryClient(ref.api_host, credentials=resolve_credentials(ref.registry))
         weakref.finalize(self, self.client.close)
 

@@ -42,15 +42,23 @@ class _VerifyingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._raw.read(len(buffer))
-        if data:
-            buffer[: len(data)] = data
-            self._hash.update(data)
-            self._count += len(data)
+        # Straight into the caller's buffer (no intermediate bytes object): the layer stream reads every
+        # model byte through here, so a copy here is a copy of the whole model.
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is not None:
+            count = readinto(buffer) or 0
+        else:
+            data = self._raw.read(len(buffer))
+            count = len(data)
+            buffer[:count] = data
+        if count:
+            with memoryview(buffer) as view:
+                self._hash.update(view[:count])
+            self._count += count
         elif not self._done:
             self._done = True
             self._file._verified(self._count, self._hash.hexdigest())
-        return len(data)
+        return count
 
     def close(self) -> None:
         self._raw.close()

@@ -27,17 +27,15 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 import httpx
-import oras.auth.base  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from llm_platform.errors import InputError, RegistryError
 from llm_platform.logs import get_logger
+from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV
 from llm_platform.registry.reference import DOCKER_HUB, DOCKER_HUB_API_HOST
 
 log = get_logger("registry.auth")
 
-USERNAME_ENV = "LLM_PLATFORM_REGISTRY_USERNAME"
-PASSWORD_ENV = "LLM_PLATFORM_REGISTRY_PASSWORD"
 
 
 class Credentials(BaseModel):
@@ -90,6 +88,9 @@ def _read_auth_file(path: Path) -> dict[str, object]:
 
 
 def _credentials_from_file(path: Path, host: str) -> Credentials | None:
+    # Imported here: oras-py pulls in `requests` (~0.2 s), and most runs read no auth file at all.
+    import oras.auth.base  # type: ignore[import-untyped]
+
     data = _read_auth_file(path)
     backend = oras.auth.base.AuthBackend()
     backend._auth_config = {

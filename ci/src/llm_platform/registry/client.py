@@ -14,6 +14,7 @@ import queue
 import re
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -22,7 +23,8 @@ import httpx
 
 from llm_platform.errors import RegistryError
 from llm_platform.logs import get_logger
-from llm_platform.registry.auth import PASSWORD_ENV, USERNAME_ENV, Credentials, RegistryAuth
+from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV
+from llm_platform.registry.auth import Credentials, RegistryAuth
 from llm_platform.registry.policy import RegistryPolicy, UploadMode, policy_for
 from llm_platform.registry.progress import UploadProgress, human_bytes
 from llm_platform.registry.reference import is_loopback
@@ -186,6 +188,27 @@ class _BlobCursor:
             raise RegistryError("blob source does not have its declared size")
 
 
+class _LazyTransport(httpx.BaseTransport):
+    """An `httpx.HTTPTransport` built on its first request (thread-safe)."""
+
+    def __init__(self, **options: object) -> None:
+        self._options = options
+        self._transport: httpx.HTTPTransport | None = None
+        self._lock = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._lock:
+            if self._transport is None:
+                self._transport = httpx.HTTPTransport(**self._options)  # type: ignore[arg-type]
+            transport = self._transport
+        return transport.handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._transport is not None:
+                self._transport.close()
+
+
 class RegistryClient:
     """One registry host. Thread-safe: uploads of several blobs may run concurrently on one client."""
 
@@ -212,14 +235,23 @@ class RegistryClient:
         self.auth = RegistryAuth(host, credentials, verify=verify)
         self.credentials = credentials
         self._aborted = threading.Event()
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        transports: dict[str, object] = {}
+        if self.scheme == "http" and not urllib.request.getproxies_environment():
+            # Plain HTTP: TLS (and its ~0.1 s CA-bundle load) is needed only if the registry redirects a blob
+            # to HTTPS storage, so that transport is built on first use. (Not with proxy variables set:
+            # an explicit transport would turn httpx's proxy support off.)
+            transports = {"transport": _LazyTransport(verify=verify, limits=limits),
+                          "mounts": {"http://": httpx.HTTPTransport(verify=False, limits=limits)}}
         self._http = httpx.Client(
             base_url=self.base_url,
             auth=self.auth,
             verify=verify,
             timeout=httpx.Timeout(connect=15.0, read=600.0, write=600.0, pool=600.0),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            limits=limits,
             headers={"User-Agent": "llm-platform"},
             follow_redirects=False,
+            **transports,  # type: ignore[arg-type]
         )
 
     def close(self) -> None:
