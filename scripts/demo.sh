@@ -20,8 +20,12 @@ cp /bin/busybox "$OUT/bundle/rootfs/bin/busybox"
 for applet in sh ln sleep ls [ test echo cat sha256sum readlink find wc true; do
   ln -s busybox "$OUT/bundle/rootfs/bin/$applet"
 done
-umoci repack --image "$OUT/base:base" "$OUT/bundle"
-umoci config --image "$OUT/base:base" --config.env PATH=/bin --config.cmd sh --architecture amd64 --os linux
+# Fixed mtimes, no history, a fixed creation time: the base (and so the demo's digest) is the same on
+# every run and every machine with the same busybox-static.
+find "$OUT/bundle/rootfs" -exec touch -h -d @0 {} +
+umoci repack --no-history --image "$OUT/base:base" "$OUT/bundle" 2>>"$OUT/umoci.log"
+umoci config --no-history --image "$OUT/base:base" --created 1970-01-01T00:00:00Z \
+  --config.env PATH=/bin --config.cmd sh --architecture amd64 --os linux 2>>"$OUT/umoci.log"
 umoci gc --layout "$OUT/base"
 rm -rf "$OUT/bundle"
 
