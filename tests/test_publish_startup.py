@@ -7,12 +7,9 @@ import json
 import subprocess
 import sys
 
-from llm_platform.bump.service import DEFAULT_MAX_ATTEMPTS
-from llm_platform.cli import bump as cli_bump
-
 # Imported only by the commands that need them (httpx/oras/requests: registry access; the bump and
-# publish cores: their commands).
-LAZY = ["httpx", "oras", "requests", "llm_platform.bump", "llm_platform.modelcar.publish",
+# publish cores: their commands; the package llm_platform.bump itself only holds a default).
+LAZY = ["httpx", "oras", "requests", "llm_platform.bump.service", "llm_platform.bump.push", "llm_platform.modelcar.publish",
         "llm_platform.registry.client", "llm_platform.registry.auth"]
 
 
@@ -38,7 +35,3 @@ def test_plain_http_client_builds_no_tls_context_until_needed() -> None:
     plain, total = json.loads(proc.stdout)
     assert plain == 0  # loopback registry: plain HTTP, CA bundle not loaded
     assert total > 0  # an HTTPS registry does load it
-
-
-def test_cli_bump_default_matches_the_service() -> None:
-    assert cli_bump.DEFAULT_MAX_ATTEMPTS == DEFAULT_MAX_ATTEMPTS

@@ -5,7 +5,28 @@ commit with trailers -> push with fetch/re-derive/retry, guarded by a compare-an
 digests read, so no concurrent update is ever overwritten.
 """
 
-from llm_platform.bump.result import BumpResult, ReferenceChange
-from llm_platform.bump.service import bump_model
+from __future__ import annotations
 
-__all__ = ["BumpResult", "ReferenceChange", "bump_model"]
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from llm_platform.bump.result import BumpResult, ReferenceChange
+    from llm_platform.bump.service import bump_model
+
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "BumpResult", "ReferenceChange", "bump_model"]
+
+# Push attempts before a bump gives up; here so the CLI can show it without importing the bump machinery.
+DEFAULT_MAX_ATTEMPTS = 10
+
+
+def __getattr__(name: str) -> Any:
+    # The public API, imported on first use: `import llm_platform.bump` stays cheap for the CLI.
+    if name == "bump_model":
+        from llm_platform.bump.service import bump_model
+
+        return bump_model
+    if name in ("BumpResult", "ReferenceChange"):
+        from llm_platform.bump import result
+
+        return getattr(result, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

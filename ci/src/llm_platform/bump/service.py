@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from llm_platform.bump import DEFAULT_MAX_ATTEMPTS
 from llm_platform.bump.git import Git
 from llm_platform.bump.local import local_bump
 from llm_platform.bump.plan import Layout
@@ -13,8 +14,6 @@ from llm_platform.bump.refs import parse_digest, parse_pinned_image
 from llm_platform.bump.result import BumpResult
 from llm_platform.errors import InputError
 from llm_platform.modelcar.spec import SPEC_NAME_RE
-
-DEFAULT_MAX_ATTEMPTS = 10
 
 
 def _toplevel(start: Path) -> Path | None:

@@ -7,9 +7,10 @@ from typing import Annotated
 
 import typer
 
-# The core (llm_platform.bump) is imported inside the command: importing it here would make every
-# `llm-platform` start pay for it (~0.3 s), whatever the command.
-DEFAULT_MAX_ATTEMPTS = 10  # llm_platform.bump.service.DEFAULT_MAX_ATTEMPTS (a test keeps them equal)
+from llm_platform.bump import DEFAULT_MAX_ATTEMPTS
+
+# The bump machinery is imported inside the command (llm_platform.bump loads it on first use):
+# importing it here would make every `llm-platform` start pay for it (~0.3 s), whatever the command.
 
 HELP = (
     "Point the GitOps tree and the model lock at a new modelcar digest.\n\n"
