@@ -8,14 +8,14 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 import yaml
+from tests.support.loopback import LoopbackHTTPServer
 
 from llm_platform.errors import RegistryError
 from llm_platform.lint.crds_lock import CrdLock, load_lock, sync_crds
@@ -35,12 +35,9 @@ def served(tmp_path: Path, shared_dir: Path) -> Iterator[tuple[Path, str]]:
     shutil.copytree(shared_dir / "crds", root)
     for p in root.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Quiet, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    server = LoopbackHTTPServer(partial(_Quiet, directory=str(root))).start()
+    yield root, f"{server.url}/"
+    server.stop()
 
 
 def _local_lock(repo_root: Path, tmp_path: Path, base: str) -> Path:

@@ -7,7 +7,9 @@ import http.client
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.support.loopback import LoopbackHTTPServer
 
 # (method, path with query, how many requests of that method came before) -> status to answer, or None to forward
 Rule = Callable[[str, str, int], "int | None"]
@@ -25,21 +27,18 @@ class FaultProxy:
     def __post_init__(self) -> None:
         self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True)
+        self._http = LoopbackHTTPServer(self._handler(), name="fault-proxy")
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return self._http.host
 
     def start(self) -> FaultProxy:
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self

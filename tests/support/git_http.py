@@ -11,9 +11,10 @@ import os
 import subprocess
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from tests.support.loopback import LoopbackHTTPServer
 from tests.support.tools import require_tool
 
 
@@ -39,13 +40,12 @@ class GitHttpServer:
     rejected: int = 0  # requests refused for missing/wrong credentials
     fail_next: int = 0  # answer this many upcoming authorized requests with 503 (a flaky remote)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    _http: LoopbackHTTPServer | None = None
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        assert self._http is not None, "start() first"
+        return self._http.url
 
     def start(self) -> GitHttpServer:
         backend = _http_backend()
@@ -133,14 +133,10 @@ class GitHttpServer:
             do_GET = _handle
             do_POST = _handle
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._http = LoopbackHTTPServer(Handler, name="git-http").start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        if self._http is not None:
+            self._http.stop()
+            self._http = None

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from tests.support.loopback import LoopbackHTTPServer
 
 
 @dataclass
@@ -38,25 +38,22 @@ class HubServer:
         self.authorizations: list[str | None] = []
         self.downloads: list[str] = []
         self.corrupt: set[str] = set()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._http = LoopbackHTTPServer(self._handler(), name="hf-hub")
 
     @property
     def endpoint(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._http.url
 
     def add(self, repo: HubRepo) -> HubRepo:
         self.repos[repo.repo] = repo
         return repo
 
     def start(self) -> HubServer:
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         hub = self

@@ -11,11 +11,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -23,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+from tests.support.loopback import LoopbackHTTPServer
 
 SERVICE = "llm-platform-test-registry"
 ISSUER = "llm-platform-test-token-issuer"
@@ -57,28 +57,22 @@ class TokenServer:
         )
         self.cert_path = self.root / "token-signer.pem"
         self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http: LoopbackHTTPServer | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> TokenServer:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="token-server", daemon=True)
-        self._thread.start()
+        self._http = LoopbackHTTPServer(self._handler(), name="token-server").start()
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
 
     @property
     def realm(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        assert self._http is not None, "start() first"
+        return f"{self._http.url}/token"
 
     def registry_config(self) -> str:
         """The `auth:` block for `Registry(extra_config=...)`."""
