@@ -72,6 +72,17 @@ def hook(remote: Path, name: str, script: str) -> None:
     path.chmod(0o755)
 
 
+def race_main_to_other_on_next_push(remote: Path) -> None:
+    """Once, while a push is in flight, move main to refs/heads/other: git then refuses the pushed update."""
+    hook(
+        remote,
+        "pre-receive",
+        "if [ ! -e raced ]; then touch raced\n"
+        "  env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES"
+        " git update-ref refs/heads/main refs/heads/other\nfi\n",
+    )
+
+
 def push_side_branch(remote: Path, tmp: Path, env: dict[str, str], edit_from: str, edit_to: str) -> str:
     """Commit a change (replace text in gitops) on main's tip and push it to refs/heads/other."""
     work = clone(str(remote), tmp, env)
@@ -113,13 +124,7 @@ def test_rejected_push_refetches_and_rederives_the_edit_on_the_new_tip(
     # the pre-receive hook moves main under the push, so git refuses our ref update.
     awq_new = digest_of("awq-new")
     other = push_side_branch(remote, tmp_path / "other", env, OLD["qwen-a-awq"], awq_new)
-    hook(
-        remote,
-        "pre-receive",
-        "if [ ! -e raced ]; then touch raced\n"
-        "  env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES"
-        " git update-ref refs/heads/main refs/heads/other\nfi\n",
-    )
+    race_main_to_other_on_next_push(remote)
     work = clone(str(remote), tmp_path / "work", env)
     proc = bump(
         work,
@@ -149,13 +154,7 @@ def test_concurrent_bump_of_our_model_is_a_conflict_not_an_overwrite(
 ) -> None:
     theirs = digest_of("theirs")
     other = push_side_branch(remote, tmp_path / "other", env, OLD["qwen-a"], theirs)
-    hook(
-        remote,
-        "pre-receive",
-        "if [ ! -e raced ]; then touch raced\n"
-        "  env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES"
-        " git update-ref refs/heads/main refs/heads/other\nfi\n",
-    )
+    race_main_to_other_on_next_push(remote)
     work = clone(str(remote), tmp_path / "work", env)
     before = tip(work, env, "HEAD")
     proc = bump(
@@ -176,13 +175,7 @@ def test_when_the_new_tip_already_holds_our_digest_the_bump_is_done(
     made = bump(twin, env, "--model", "qwen-a", "--ref", f"{R}@{NEW}", "--commit", "--hf-commit", HF_COMMIT)
     assert made.returncode == 0, made.stderr
     git(twin, "push", "-q", "origin", "HEAD:refs/heads/other", env=env)
-    hook(
-        remote,
-        "pre-receive",
-        "if [ ! -e raced ]; then touch raced\n"
-        "  env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES"
-        " git update-ref refs/heads/main refs/heads/other\nfi\n",
-    )
+    race_main_to_other_on_next_push(remote)
     work = clone(str(remote), tmp_path / "work", env)
     proc = bump(
         work, env, "--model", "qwen-a", "--ref", f"{R}@{NEW}", "--push", "origin", "--hf-commit", HF_COMMIT
