@@ -1,13 +1,21 @@
 #!/usr/bin/env python3
 """Publish benchmark: our `modelcar publish` against the floor (the same layer bytes sent with plain curl),
-`oci-modelcar` (PyPI) and a Containerfile build + push with buildah, on the same generated shard files and
-the same local docker-registry. Cold push, warm re-push, one-file change.
+`oci-modelcar` (PyPI) and a Containerfile build + push with buildah, on the same generated shard files, each
+tool against its own instance of the same local docker-registry (same binary, same config, same disk).
+Cold push, warm re-push, one-file change.
 
-Run from the repo root:  .venv/bin/python bench/bench_publish.py [--shards 4 --shard-mib 512]
+Run from the repo root:  .venv/bin/python bench/bench_publish.py [--shards 4 --shard-mib 512 --repeat 3]
+
+Why one registry per tool: the registry stores blobs once, whatever the repository. Pushing the same layers
+a second time into another repository of the same registry is not a cold push: the registry finds the blob
+already stored and deletes the new upload, and deleting 512 MiB files still being written back to disk
+waits on the disk. Every cold run therefore starts from an empty registry; warm and one-file runs use the
+state that tool's own previous run left.
 
 Measures per run: wall time, bytes the registry received (the registry process's `rchar`, i.e. what it
-read from its sockets and files, headers included), peak RSS of the tool (wait4, children included), and
-the ratio of wall time to the floor's for the same scenario. Everything lives in a temp dir, removed after.
+read from its sockets and files, headers included), peak RSS of the tool (GNU time, children included),
+tool and registry CPU. Floor and ours run `--repeat` times per scenario, interleaved; the table shows
+medians and the ratio of medians to the floor's. Everything lives in a temp dir, removed after.
 """
 
 from __future__ import annotations
@@ -17,11 +25,13 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -224,10 +234,11 @@ class FakeHub:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--shard-mib", type=int, default=512)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per scenario of the floor and of ours")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a new temp dir under /tmp")
     parser.add_argument("--oci-modelcar", type=Path, default=Path("/tmp/bench-ocimc/bin/oci-modelcar"),
                         help="oci-modelcar executable (pip install oci-modelcar==1.3.0 into its own venv)")
@@ -239,11 +250,16 @@ def main() -> int:
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bp-", dir="/tmp"))
     work.mkdir(parents=True, exist_ok=True)
-    registry: Registry | None = None
+    registries: dict[str, Registry] = {}
     hub: FakeHub | None = None
     runs: list[Run] = []
     log = work / "bench.log"
+    buildah_root = Path(tempfile.mkdtemp(prefix="bb-", dir="/tmp"))
     try:
+        # Our package's bytecode, as an installed wheel has it (PYTHONDONTWRITEBYTECODE would otherwise make
+        # every run of ours compile its modules again).
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "ci" / "src")], check=True,
+                       stdout=subprocess.DEVNULL)
         source = work / "weights"
         source.mkdir()
         print(f"generating {args.shards} x {args.shard_mib} MiB of random shards in {source}", file=sys.stderr)
@@ -255,24 +271,16 @@ def main() -> int:
         spec.parent.mkdir()
         spec.write_text(SPEC.format(revision=REVISION))
         base = build_busybox_layout(work / "base")
-        registry = Registry(work / "registry").start()
-        host = registry.host
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         floor_script = work / "floor.sh"
         floor_script.write_text(FLOOR_SCRIPT)
         layout = work / "layout"
 
-        def prebuild() -> None:  # not timed: the floor gets its layer tars for free
+        def prebuild() -> None:  # not timed: the floor gets its layer tars and digests for free
             if layout.exists():
                 shutil.rmtree(layout)
             build_layout(spec, output=layout, source_dir=source, base=base.ref)
 
-        ours = [str(REPO / ".venv" / "bin" / "llm-platform"), "modelcar", "publish", str(spec),
-                "--source-dir", str(source), "--base", base.ref, "--to", f"{host}/bench/ours",
-                "--cache-dir", str(work / "cache"), "--concurrency", str(args.concurrency)]
-        floor = ["bash", str(floor_script), host, "bench/floor", str(layout), str(args.concurrency)]
-
-        buildah_root = Path(tempfile.mkdtemp(prefix="bb-", dir="/tmp"))
         buildah = [shutil.which("buildah") or "buildah", "--root", str(buildah_root / "r"), "--runroot",
                    str(buildah_root / "u"), "--storage-driver", "vfs"]
         containerfile = work / "Containerfile"
@@ -280,70 +288,116 @@ def main() -> int:
             f"FROM oci:{base.path}:{base.tag}\n"
             + "".join(f"COPY {name} /models/{name}\n" for name in sorted(hashes))
         )
-        buildah_cmds = [
-            [*buildah, "bud", "--layers", "--quiet", "-t", "bench-model:latest", "-f", str(containerfile), str(source)],
-            [*buildah, "push", "--tls-verify=false", "--quiet", "bench-model:latest", f"docker://{host}/bench/buildah:latest"],
-        ]
 
-        ocimc_cmd: list[str] | None = None
+        # tool -> (command lines for a registry host, extra environment, note)
+        tools: dict[str, tuple[Callable[[str], list[list[str]]], dict[str, str], str]] = {
+            "floor (curl PUT)": (
+                lambda host: [["bash", str(floor_script), host, "bench/floor", str(layout), str(args.concurrency)]],
+                {}, ""),
+            "llm-platform publish": (
+                lambda host: [[str(REPO / ".venv" / "bin" / "llm-platform"), "modelcar", "publish", str(spec),
+                               "--source-dir", str(source), "--base", base.ref, "--to", f"{host}/bench/ours",
+                               "--cache-dir", str(work / "cache"), "--concurrency", str(args.concurrency)]],
+                {}, ""),
+        }
         if "oci-modelcar" not in args.skip and args.oci_modelcar.exists():
             hub = FakeHub(source, "bench-org/bench-model", REVISION)
             hub.sha = hashes
-            ocimc_cmd = [str(args.oci_modelcar), "push", "--hf-repo", "bench-org/bench-model", "--hf-revision",
-                         REVISION, "--hf-endpoint", hub.endpoint, "--registry", host, "--target-repo",
-                         "bench/oci-modelcar", "--workers", str(args.concurrency), "--spool-dir",
-                         str(work / "spool"), "--quiet", "--force", "--no-reuse-records"]
+            tools["oci-modelcar"] = (
+                lambda host: [[str(args.oci_modelcar), "push", "--hf-repo", "bench-org/bench-model", "--hf-revision",
+                               REVISION, "--hf-endpoint", hub.endpoint, "--registry", host, "--target-repo",  # type: ignore[union-attr]
+                               "bench/oci-modelcar", "--workers", str(args.concurrency), "--spool-dir",
+                               str(work / "spool"), "--quiet", "--force", "--no-reuse-records"]],
+                {"HF_HUB_DISABLE_TELEMETRY": "1"}, "(downloads from a local fake hub: it has no local-dir input)")
+        elif "oci-modelcar" not in args.skip:
+            print(f"oci-modelcar not found at {args.oci_modelcar}: skipped", file=sys.stderr)
+        if "buildah" not in args.skip:
+            tools["buildah bud + push"] = (
+                lambda host: [
+                    [*buildah, "bud", "--layers", "--quiet", "-t", "bench-model:latest", "-f", str(containerfile),
+                     str(source)],
+                    [*buildah, "push", "--tls-verify=false", "--quiet", "bench-model:latest",
+                     f"docker://{host}/bench/buildah:latest"]],
+                {}, "")
+        repeats = {tool: args.repeat if tool in ("floor (curl PUT)", "llm-platform publish") else 1 for tool in tools}
+        for index, tool in enumerate(tools):
+            registries[tool] = Registry(work / f"registry-{index}")
+
+        def run(tool: str, scenario: str) -> None:
+            commands, extra_env, note = tools[tool]
+            registry = registries[tool]
+            if scenario == "cold":  # an empty registry: nothing stored by anyone
+                registry.stop()
+                shutil.rmtree(registry.storage, ignore_errors=True)
+            if registry.proc is None:
+                registry.start()
+            result = measure(tool, scenario, commands(registry.host), registry, {**env, **extra_env}, log)
+            result.note = note
+            runs.append(result)
+            print(f"{scenario} {tool}: {result.seconds:.2f}s", file=sys.stderr)
 
         def round_(scenario: str) -> None:
             prebuild()
-            floor_run = measure("floor (curl PUT)", scenario, [floor], registry, env, log)  # type: ignore[arg-type]
-            runs.append(floor_run)
-            runs.append(measure("llm-platform publish", scenario, [ours], registry, env, log))  # type: ignore[arg-type]
-            if ocimc_cmd:
-                run = measure("oci-modelcar", scenario, [ocimc_cmd], registry,  # type: ignore[arg-type]
-                              {**env, "HF_HUB_DISABLE_TELEMETRY": "1"}, log)
-                run.note = "(downloads from a local fake hub: it has no local-dir input)"
-                runs.append(run)
-            if "buildah" not in args.skip:
-                runs.append(measure("buildah bud + push", scenario, buildah_cmds, registry, env, log))  # type: ignore[arg-type]
-            print(f"{scenario} done", file=sys.stderr)
+            for repetition in range(max(repeats.values())):
+                for tool in tools:
+                    if repetition < repeats[tool]:
+                        run(tool, scenario)
 
         round_("cold")
         round_("warm")
-        changed = names[0]
-        hashes[changed] = write_random(source / changed, args.shard_mib * MiB)
-        round_("one-file change")
+        # One-file change: each repetition writes the first shard anew, then every tool publishes it.
+        for repetition in range(max(repeats.values())):
+            hashes[names[0]] = write_random(source / names[0], args.shard_mib * MiB)
+            prebuild()
+            for tool in tools:
+                if repetition < repeats[tool]:
+                    run(tool, "one-file change")
         subprocess.run([*buildah, "rm", "-a"], capture_output=True, check=False)
         subprocess.run([*buildah, "rmi", "-a", "-f"], capture_output=True, check=False)
-        shutil.rmtree(buildah_root, ignore_errors=True)
     finally:
         if hub:
             hub.stop()
-        if registry:
+        for registry in registries.values():
             registry.stop()
+        shutil.rmtree(buildah_root, ignore_errors=True)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"kept {work}", file=sys.stderr)
 
-    floor_seconds = {r.scenario: r.seconds for r in runs if r.tool.startswith("floor")}
+    report(runs, args)
+    return 0 if all(r.ok for r in runs) else 1
+
+
+def report(runs: list[Run], args: argparse.Namespace) -> None:
+    def median(values: list[float]) -> float:
+        return statistics.median(values)
+
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for r in runs:
+        groups.setdefault((r.scenario, r.tool), []).append(r)
+    floor = {scenario: median([r.seconds for r in group]) for (scenario, tool), group in groups.items()
+             if tool.startswith("floor")}
     total = args.shards * args.shard_mib
     print(f"\n{args.shards} x {args.shard_mib} MiB shards ({total} MiB), concurrency {args.concurrency}, "
-          f"local docker-registry, {os.cpu_count()} CPUs\n")
-    print("| scenario | tool | wall s | x floor | MiB received by registry | peak RSS MiB | tool CPU s "
-          "| registry CPU s | ok |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
-    for r in runs:
-        ratio = r.seconds / floor_seconds[r.scenario] if floor_seconds.get(r.scenario) else float("nan")
-        print(f"| {r.scenario} | {r.tool} | {r.seconds:.2f} | {ratio:.2f} | {r.bytes_received / MiB:.1f} | "
-              f"{r.peak_rss_kib / 1024:.0f} | {r.cpu_seconds:.1f} | {r.registry_cpu_seconds:.1f} | "
-              f"{'yes' if r.ok else 'FAILED'} {r.note} |")
-    cold = {r.tool: r.seconds for r in runs if r.scenario == "cold"}
-    for r in runs:
-        if r.scenario == "warm" and cold.get(r.tool):
-            print(f"warm/cold {r.tool}: {100 * r.seconds / cold[r.tool]:.1f}%")
-    print(f"(full command output: {log if args.keep else 'removed with the work dir; use --keep'})")
-    return 0 if all(r.ok for r in runs) else 1
+          f"one local docker-registry per tool, {os.cpu_count()} CPUs; medians of the runs listed\n")
+    print("| scenario | tool | runs (wall s) | median s | x floor | MiB received by registry | peak RSS MiB "
+          "| tool CPU s | registry CPU s | ok |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for (scenario, tool), group in groups.items():
+        seconds = median([r.seconds for r in group])
+        ratio = seconds / floor[scenario] if floor.get(scenario) else float("nan")
+        print(f"| {scenario} | {tool} | {' '.join(f'{r.seconds:.2f}' for r in group)} | {seconds:.2f} | "
+              f"{ratio:.2f} | {median([r.bytes_received / MiB for r in group]):.1f} | "
+              f"{max(r.peak_rss_kib for r in group) / 1024:.0f} | {median([r.cpu_seconds for r in group]):.1f} | "
+              f"{median([r.registry_cpu_seconds for r in group]):.1f} | "
+              f"{'yes' if all(r.ok for r in group) else 'FAILED'} {group[0].note} |")
+    for (scenario, tool), group in groups.items():
+        cold = groups.get(("cold", tool))
+        if scenario == "warm" and cold:
+            warm_s, cold_s = median([r.seconds for r in group]), median([r.seconds for r in cold])
+            print(f"warm/cold {tool}: {100 * warm_s / cold_s:.1f}%")
+    print(f"(full command output: {args.workdir or 'the work dir'}/bench.log with --keep)")
 
 
 if __name__ == "__main__":

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from llm_platform.cli.modelcar import app as modelcar_app
 from llm_platform.errors import InputError
-from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV
-from llm_platform.registry.policy import MiB, UploadMode
+from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV, MiB, UploadMode
+
+if TYPE_CHECKING:
+    from llm_platform.modelcar.publish import PublishResult
 
 # The core (llm_platform.modelcar.publish) is imported inside the command: every `llm-platform` start
 # would otherwise pay for httpx and the whole publish stack, whatever the command.
 
 
 def publish(
+    ctx: typer.Context,
     spec: Annotated[Path, typer.Argument(help="Modelcar spec, e.g. modelcars/minilm-demo.yaml.")],
     to: Annotated[
         str,
@@ -84,6 +88,8 @@ def publish(
     """
     from llm_platform.modelcar.publish import publish_modelcar
 
+    args: list[str] | None = (ctx.obj or {}).get("args") if isinstance(ctx.obj, dict) else None
+    receipt = _ReceiptWriter(args[2:], spec, source_dir, base) if args and not (as_json or no_cache) else None
     password: str | None = None
     if password_stdin:
         if not username:
@@ -114,7 +120,43 @@ def publish(
         cache_dir=cache_dir,
         use_cache=not no_cache,
     )
+    if receipt is not None:
+        receipt.record(result, to, insecure_registry or [])
     typer.echo(result.model_dump_json(indent=2) if as_json else result.reference)
+
+
+class _ReceiptWriter:
+    """Snapshots the inputs before the publish reads them, and records a receipt after a verified publish
+    (llm_platform.modelcar.receipt): the same command then answers without re-planning the image."""
+
+    def __init__(self, args: list[str], spec: Path, source_dir: Path | None, base: str | None) -> None:
+        from llm_platform.modelcar import receipt
+        from llm_platform.modelcar.base_image import split_layout_reference
+        from llm_platform.modelcar.spec import load_spec
+
+        self.args = args
+        self.started_ns = time.time_ns()
+        self.before: dict[str, list[int] | None] | None = None
+        loaded = load_spec(spec)
+        if source_dir is None and not loaded.huggingface.pins_commit:
+            return  # a branch or tag may move: the next publish must ask the hub
+        base_ref = base or loaded.image.base
+        layout = str(split_layout_reference(base_ref)[0]) if base_ref.startswith("oci:") else None
+        self.before = receipt.snapshot(receipt.input_paths(str(spec), str(source_dir) if source_dir else None, layout))
+
+    def record(self, result: PublishResult, to: str, insecure: list[str]) -> None:
+        from llm_platform.modelcar import receipt
+        from llm_platform.registry.client import scheme_for
+        from llm_platform.registry.reference import parse_reference
+
+        if self.before is None:
+            return
+        ref = parse_reference(to, what="--to")
+        receipt.write(
+            self.args, cwd=os.getcwd(), environ=os.environ, before=self.before, started_ns=self.started_ns,
+            scheme=scheme_for(ref, insecure), host=ref.api_host, repository=ref.repository,
+            digest=result.digest, tags=result.tags, reference=result.reference,
+        )
 
 
 modelcar_app.command("publish")(publish)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llm_platform import tofu
+if TYPE_CHECKING:
+    from llm_platform import tofu
+
+# llm_platform.tofu is imported inside the commands: every `llm-platform` start would otherwise build its
+# pydantic models, whatever the command.
 
 app = typer.Typer(
     help=(
@@ -53,6 +57,8 @@ def _options(
     plugin_dir: Path | None,
     lock_timeout: str,
 ) -> tofu.TofuOptions:
+    from llm_platform import tofu
+
     return tofu.TofuOptions(
         binary=binary,
         var_files=var_file or [],
@@ -75,6 +81,8 @@ def plan_command(
     ] = None,
 ) -> None:
     """Init and plan; print the summary (adds, changes, replaces, destroys, protected destroys) as JSON."""
+    from llm_platform import tofu
+
     result = tofu.plan(root, _options(var_file, backend_config, binary, plugin_dir, lock_timeout), out=out)
     typer.echo(result.model_dump_json(indent=2))
 
@@ -103,6 +111,8 @@ def apply_command(
     ] = None,
 ) -> None:
     """Plan to a file and apply exactly that plan; a no-op plan applies nothing. Prints the result as JSON."""
+    from llm_platform import tofu
+
     result = tofu.apply(
         root,
         _options(var_file, backend_config, binary, plugin_dir, lock_timeout),
@@ -131,6 +141,8 @@ def output_command(
     ] = False,
 ) -> None:
     """Read the root's outputs, check them against the platform contract (PlatformOutputs), print JSON."""
+    from llm_platform import tofu
+
     options = _options(None, backend_config, binary, plugin_dir, lock_timeout)
     if raw:
         typer.echo(json.dumps(tofu.raw_outputs(root, options, reveal_sensitive=show_sensitive), indent=2))

@@ -8,12 +8,12 @@ import os
 import re
 from pathlib import Path
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from llm_platform.errors import InputError, RegistryError
+from llm_platform.http_client import httpx
 from llm_platform.logs import get_logger
 
 log = get_logger("lint.crds")

@@ -196,13 +196,18 @@ def _resolve(reader: _Reader, first: str, reference: str, platform: Platform) ->
     return BaseImage(reference=reference, manifest_digest=digest, config=config, layers=layers)
 
 
-def _layout(reference: str, platform: Platform) -> BaseImage:
+def split_layout_reference(reference: str) -> tuple[Path, str | None]:
+    """`oci:DIR[:TAG]` -> (DIR, TAG); a colon that is part of an existing directory's name is not a tag."""
     rest = reference.removeprefix("oci:")
     directory, tag = rest, None
     head, sep, tail = rest.rpartition(":")
     if sep and head and "/" not in tail and not Path(rest).exists():
         directory, tag = head, tail
-    root = Path(directory)
+    return Path(directory), tag
+
+
+def _layout(reference: str, platform: Platform) -> BaseImage:
+    root, tag = split_layout_reference(reference)
     try:
         index = json.loads((root / "index.json").read_text())
     except (OSError, ValueError) as exc:

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llm_platform.errors import InputError, RegistryError
 from llm_platform.logs import get_logger
-from llm_platform.modelcar import tar_layer
+from llm_platform.modelcar import receipt, tar_layer
 from llm_platform.modelcar.base_image import load_base, parse_platform
 from llm_platform.modelcar.blob import MEDIA_OCI_CONFIG, Blob
 from llm_platform.modelcar.image import (
@@ -77,10 +77,7 @@ def default_tag(spec_name: str, revision: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    if os.environ.get("LLM_PLATFORM_CACHE_DIR"):
-        return Path(os.environ["LLM_PLATFORM_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "llm-platform"
+    return Path(receipt.default_cache_dir(os.environ))
 
 
 class LayerDigestCache:

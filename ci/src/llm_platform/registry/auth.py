@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
-import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from llm_platform.errors import InputError, RegistryError
+from llm_platform.http_client import httpx
 from llm_platform.logs import get_logger
 from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV
 from llm_platform.registry.reference import DOCKER_HUB, DOCKER_HUB_API_HOST

@@ -15,19 +15,18 @@ import re
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import httpx
-
 from llm_platform.errors import RegistryError
+from llm_platform.http_client import httpx
 from llm_platform.logs import get_logger
 from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV
 from llm_platform.registry.auth import Credentials, RegistryAuth
 from llm_platform.registry.policy import RegistryPolicy, UploadMode, policy_for
 from llm_platform.registry.progress import UploadProgress, human_bytes
-from llm_platform.registry.reference import is_loopback
+from llm_platform.registry.reference import ImageReference, is_loopback
 
 log = get_logger("registry.client")
 
@@ -209,6 +208,12 @@ class _LazyTransport(httpx.BaseTransport):
                 self._transport.close()
 
 
+def scheme_for(ref: ImageReference, insecure_registries: Sequence[str]) -> str:
+    """Plain HTTP for loopback registries and those named with --insecure-registry; HTTPS otherwise."""
+    insecure = ref.registry in insecure_registries or ref.api_host in insecure_registries
+    return "http" if insecure or is_loopback(ref.api_host) else "https"
+
+
 class RegistryClient:
     """One registry host. Thread-safe: uploads of several blobs may run concurrently on one client."""
 
@@ -226,7 +231,7 @@ class RegistryClient:
         verify: bool | str = True,
     ) -> None:
         self.host = host
-        self.scheme = "http" if insecure or is_loopback(host) else "https"
+        self.scheme = "http" if insecure or is_loopback(host) else "https"  # what scheme_for() says
         self.base_url = f"{self.scheme}://{host}"
         self.policy = policy or policy_for(host)
         self.retries = retries

@@ -10,17 +10,14 @@ so Quay gets chunks. Everything else gets chunks, which is what lets a broken up
 from __future__ import annotations
 
 import fnmatch
-from enum import Enum
 
 from pydantic import BaseModel, ConfigDict
 
-MiB = 1024 * 1024
+from llm_platform.registry import MiB, UploadMode
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "MiB", "RegistryPolicy", "UploadMode", "policy_for"]
+
 DEFAULT_CHUNK_SIZE = 128 * MiB
-
-
-class UploadMode(str, Enum):
-    CHUNKED = "chunked"
-    MONOLITHIC = "monolithic"
 
 
 class RegistryPolicy(BaseModel):
