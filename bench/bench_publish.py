@@ -60,6 +60,7 @@ serving:
   served_model_name: bench-model
 """
 REVISION = "0123456789abcdef0123456789abcdef01234567"
+PAIRED = ("floor (curl PUT)", "llm-platform publish")  # repeated, interleaved, compared run by run
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Run:
     registry_cpu_seconds: float
     ok: bool
     note: str = ""
+    repetition: int = 0
 
 
 def write_random(path: Path, size: int) -> str:
@@ -99,13 +101,32 @@ def cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+DROP_CACHES = Path("/proc/sys/vm/drop_caches")
+
+
+def settle(inputs: list[Path], prepare: list[list[str]]) -> None:
+    """The same memory state before every run. No write-back pending from the previous one (the pre-built
+    layout, the last run's registry writes): otherwise whichever runs next pays for the others' disk writes.
+    With root, the page cache is emptied too (a full cache makes every page a later run writes cost a
+    reclaim, so runs would slow down as the bench goes on) and then the tool's input files are read back in:
+    every tool starts with its inputs in memory and the rest of memory free. `prepare` (untimed) loads the
+    tool's own code back, so no tool pays for reading its executables and libraries from disk."""
+    os.sync()
+    if os.access(DROP_CACHES, os.W_OK):
+        DROP_CACHES.write_text("1\n")
+    for command in prepare:
+        subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    for path in inputs:
+        with path.open("rb") as source:
+            while source.read(8 * MiB):
+                pass
+
+
 def measure(tool: str, scenario: str, commands: list[list[str]], registry: Registry, env: dict[str, str],
-            log: Path) -> Run:
+            log: Path, inputs: list[Path], prepare: list[list[str]]) -> Run:
     """Run the commands one after the other; wall time, registry bytes received, peak RSS of any of them."""
     assert registry.proc is not None
-    # Every tool starts with no write-back pending from the previous one (the floor's pre-built layout,
-    # the last run's registry writes): otherwise whichever runs next pays for the others' disk writes.
-    os.sync()
+    settle(inputs, prepare)
     before = rchar(registry.proc.pid)
     registry_cpu = cpu_of(registry.proc.pid)
     peak = 0
@@ -319,11 +340,21 @@ def main() -> int:
                     [*buildah, "push", "--tls-verify=false", "--quiet", "bench-model:latest",
                      f"docker://{host}/bench/buildah:latest"]],
                 {}, "")
-        repeats = {tool: args.repeat if tool in ("floor (curl PUT)", "llm-platform publish") else 1 for tool in tools}
+        repeats = {tool: args.repeat if tool in PAIRED else 1 for tool in tools}
+        python = str(REPO / ".venv" / "bin" / "python")
+        prepare = {  # untimed, after the page cache is dropped: each tool's code back in memory
+            "floor (curl PUT)": [["bash", "-c", "curl --version; xargs --version; awk --version; python3 -c pass"]],
+            "llm-platform publish": [[python, "-c", ("import llm_platform.cli.commands, llm_platform.modelcar.publish, "
+                                                     "llm_platform.modelcar.receipt, llm_platform.registry.client")]],
+            "oci-modelcar": [[str(args.oci_modelcar), "--help"]],
+            "buildah bud + push": [[*buildah, "--version"]],
+        }
         for index, tool in enumerate(tools):
             registries[tool] = Registry(work / f"registry-{index}")
+        if not os.access(DROP_CACHES, os.W_OK):
+            print(f"{DROP_CACHES} not writable: runs start with whatever the page cache holds", file=sys.stderr)
 
-        def run(tool: str, scenario: str) -> None:
+        def run(tool: str, scenario: str, repetition: int) -> None:
             commands, extra_env, note = tools[tool]
             registry = registries[tool]
             if scenario == "cold":  # an empty registry: nothing stored by anyone
@@ -331,17 +362,24 @@ def main() -> int:
                 shutil.rmtree(registry.storage, ignore_errors=True)
             if registry.proc is None:
                 registry.start()
-            result = measure(tool, scenario, commands(registry.host), registry, {**env, **extra_env}, log)
-            result.note = note
+            inputs = sorted(p for p in (layout if tool.startswith("floor") else source).rglob("*") if p.is_file())
+            result = measure(tool, scenario, commands(registry.host), registry, {**env, **extra_env}, log, inputs,
+                             prepare[tool])
+            result.note, result.repetition = note, repetition
             runs.append(result)
             print(f"{scenario} {tool}: {result.seconds:.2f}s", file=sys.stderr)
+
+        def in_order(repetition: int) -> list[str]:
+            """The floor and ours back to back, which goes first alternating (the machine drifts), then the rest."""
+            pair = PAIRED if repetition % 2 == 0 else PAIRED[::-1]
+            order = [*pair, *(tool for tool in tools if tool not in PAIRED)]
+            return [tool for tool in order if repetition < repeats[tool]]
 
         def round_(scenario: str) -> None:
             prebuild()
             for repetition in range(max(repeats.values())):
-                for tool in tools:
-                    if repetition < repeats[tool]:
-                        run(tool, scenario)
+                for tool in in_order(repetition):
+                    run(tool, scenario, repetition)
 
         round_("cold")
         round_("warm")
@@ -349,9 +387,8 @@ def main() -> int:
         for repetition in range(max(repeats.values())):
             hashes[names[0]] = write_random(source / names[0], args.shard_mib * MiB)
             prebuild()
-            for tool in tools:
-                if repetition < repeats[tool]:
-                    run(tool, "one-file change")
+            for tool in in_order(repetition):
+                run(tool, "one-file change", repetition)
         subprocess.run([*buildah, "rm", "-a"], capture_output=True, check=False)
         subprocess.run([*buildah, "rmi", "-a", "-f"], capture_output=True, check=False)
     finally:
@@ -392,6 +429,13 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
               f"{max(r.peak_rss_kib for r in group) / 1024:.0f} | {median([r.cpu_seconds for r in group]):.1f} | "
               f"{median([r.registry_cpu_seconds for r in group]):.1f} | "
               f"{'yes' if all(r.ok for r in group) else 'FAILED'} {group[0].note} |")
+    for scenario in dict.fromkeys(r.scenario for r in runs):
+        floor_runs = {r.repetition: r.seconds for r in groups.get((scenario, PAIRED[0]), [])}
+        ours_runs = {r.repetition: r.seconds for r in groups.get((scenario, PAIRED[1]), [])}
+        ratios = [ours_runs[i] / floor_runs[i] for i in sorted(ours_runs) if i in floor_runs]
+        if ratios:
+            print(f"{scenario}: ours / floor run by run: {' '.join(f'{x:.2f}' for x in ratios)}; "
+                  f"median {median(ratios):.2f}")
     for (scenario, tool), group in groups.items():
         cold = groups.get(("cold", tool))
         if scenario == "warm" and cold:
