@@ -60,7 +60,8 @@ serving:
   served_model_name: bench-model
 """
 REVISION = "0123456789abcdef0123456789abcdef01234567"
-PAIRED = ("floor (curl PUT)", "llm-platform publish")  # repeated, interleaved, compared run by run
+PAIRED = ("floor (curl PUT)", "llm-platform publish")
+AFTER_BUILD = "cold, after a build"  # repeated, interleaved, compared run by run
 
 
 @dataclass
@@ -297,10 +298,15 @@ def main() -> int:
         floor_script.write_text(FLOOR_SCRIPT)
         layout = work / "layout"
 
-        def prebuild() -> None:  # not timed: the floor gets its layer tars and digests for free
+        built_cache = work / "cache-built"
+
+        def prebuild() -> None:
+            """Not timed: the floor gets its layer tars and digests for free. The same build records the
+            digests in a digest cache, which ours uses only in the "cold, after a build" scenario."""
             if layout.exists():
                 shutil.rmtree(layout)
-            build_layout(spec, output=layout, source_dir=source, base=base.ref)
+            shutil.rmtree(built_cache, ignore_errors=True)
+            build_layout(spec, output=layout, source_dir=source, base=base.ref, cache_dir=built_cache, use_cache=True)
 
         buildah = [shutil.which("buildah") or "buildah", "--root", str(buildah_root / "r"), "--runroot",
                    str(buildah_root / "u"), "--storage-driver", "vfs"]
@@ -310,22 +316,34 @@ def main() -> int:
             + "".join(f"COPY {name} /models/{name}\n" for name in sorted(hashes))
         )
 
-        # tool -> (command lines for a registry host, extra environment, note)
-        tools: dict[str, tuple[Callable[[str], list[list[str]]], dict[str, str], str]] = {
+        def our_cache(scenario: str) -> Path:
+            """A cold push starts with an empty digest cache (nothing hashed yet); "after a build" with the
+            build's; warm and one-file runs with what the previous run left."""
+            cache = work / "cache"
+            if scenario.startswith("cold"):
+                shutil.rmtree(cache, ignore_errors=True)
+                if scenario == AFTER_BUILD:
+                    shutil.copytree(built_cache, cache)
+            return cache
+
+        # tool -> (command lines for a registry host and scenario, extra environment, note)
+        tools: dict[str, tuple[Callable[[str, str], list[list[str]]], dict[str, str], str]] = {
             "floor (curl PUT)": (
-                lambda host: [["bash", str(floor_script), host, "bench/floor", str(layout), str(args.concurrency)]],
+                lambda host, _: [["bash", str(floor_script), host, "bench/floor", str(layout),
+                                  str(args.concurrency)]],
                 {}, ""),
             "llm-platform publish": (
-                lambda host: [[str(REPO / ".venv" / "bin" / "llm-platform"), "modelcar", "publish", str(spec),
-                               "--source-dir", str(source), "--base", base.ref, "--to", f"{host}/bench/ours",
-                               "--cache-dir", str(work / "cache"), "--concurrency", str(args.concurrency)]],
+                lambda host, scenario: [[str(REPO / ".venv" / "bin" / "llm-platform"), "modelcar", "publish",
+                                         str(spec), "--source-dir", str(source), "--base", base.ref, "--to",
+                                         f"{host}/bench/ours", "--cache-dir", str(our_cache(scenario)),
+                                         "--concurrency", str(args.concurrency)]],
                 {}, ""),
         }
         if "oci-modelcar" not in args.skip and args.oci_modelcar.exists():
             hub = FakeHub(source, "bench-org/bench-model", REVISION)
             hub.sha = hashes
             tools["oci-modelcar"] = (
-                lambda host: [[str(args.oci_modelcar), "push", "--hf-repo", "bench-org/bench-model", "--hf-revision",
+                lambda host, _: [[str(args.oci_modelcar), "push", "--hf-repo", "bench-org/bench-model", "--hf-revision",
                                REVISION, "--hf-endpoint", hub.endpoint, "--registry", host, "--target-repo",  # type: ignore[union-attr]
                                "bench/oci-modelcar", "--workers", str(args.concurrency), "--spool-dir",
                                str(work / "spool"), "--quiet", "--force", "--no-reuse-records"]],
@@ -334,7 +352,7 @@ def main() -> int:
             print(f"oci-modelcar not found at {args.oci_modelcar}: skipped", file=sys.stderr)
         if "buildah" not in args.skip:
             tools["buildah bud + push"] = (
-                lambda host: [
+                lambda host, _: [
                     [*buildah, "bud", "--layers", "--quiet", "-t", "bench-model:latest", "-f", str(containerfile),
                      str(source)],
                     [*buildah, "push", "--tls-verify=false", "--quiet", "bench-model:latest",
@@ -357,13 +375,13 @@ def main() -> int:
         def run(tool: str, scenario: str, repetition: int) -> None:
             commands, extra_env, note = tools[tool]
             registry = registries[tool]
-            if scenario == "cold":  # an empty registry: nothing stored by anyone
+            if scenario.startswith("cold"):  # an empty registry: nothing stored by anyone
                 registry.stop()
                 shutil.rmtree(registry.storage, ignore_errors=True)
             if registry.proc is None:
                 registry.start()
             inputs = sorted(p for p in (layout if tool.startswith("floor") else source).rglob("*") if p.is_file())
-            result = measure(tool, scenario, commands(registry.host), registry, {**env, **extra_env}, log, inputs,
+            result = measure(tool, scenario, commands(registry.host, scenario), registry, {**env, **extra_env}, log, inputs,
                              prepare[tool])
             result.note, result.repetition = note, repetition
             runs.append(result)
@@ -383,6 +401,11 @@ def main() -> int:
 
         round_("cold")
         round_("warm")
+        # Ours with the digests a build of the same files recorded, against the same cold floor: both sides
+        # start knowing every digest (only floor and ours: the others have no such input).
+        for repetition in range(args.repeat):
+            for tool in in_order(repetition)[:2]:
+                run(tool, AFTER_BUILD, repetition)
         # One-file change: each repetition writes the first shard anew, then every tool publishes it.
         for repetition in range(max(repeats.values())):
             hashes[names[0]] = write_random(source / names[0], args.shard_mib * MiB)

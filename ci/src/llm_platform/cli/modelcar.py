@@ -43,13 +43,24 @@ def build(
             "--hf-token", help="Hugging Face token (default: $HF_TOKEN); never logged.", show_default=False
         ),
     ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="Digest cache to record local files' digests in, for a later publish "
+                                         "(default: $LLM_PLATFORM_CACHE_DIR, else $XDG_CACHE_HOME/llm-platform)."),
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not record digests.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the build result as JSON instead.")] = False,
 ) -> None:
-    """Build the modelcar image of SPEC as an OCI layout; print its digest-pinned reference."""
+    """Build the modelcar image of SPEC as an OCI layout; print its digest-pinned reference.
+
+    The digests learnt from local files go to the digest cache: a publish of the same files then streams
+    them without hashing them again.
+    """
     from llm_platform.modelcar.build import build_layout  # core imported on use: the CLI starts fast
 
     result = build_layout(
-        spec, output=output, source_dir=source_dir, base=base, platform=platform, hf_token=hf_token
+        spec, output=output, source_dir=source_dir, base=base, platform=platform, hf_token=hf_token,
+        cache_dir=cache_dir, use_cache=not no_cache,
     )
     typer.echo(result.model_dump_json(indent=2) if as_json else result.reference)
 

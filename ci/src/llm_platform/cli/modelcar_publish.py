@@ -88,8 +88,11 @@ def publish(
     """
     from llm_platform.modelcar.publish import publish_modelcar
 
-    args: list[str] | None = (ctx.obj or {}).get("args") if isinstance(ctx.obj, dict) else None
-    receipt = _ReceiptWriter(args[2:], spec, source_dir, base) if args and not (as_json or no_cache) else None
+    # Receipts are keyed on the raw arguments, exactly as `llm_platform.cli.main` sees them before typer.
+    args: list[str] = ctx.obj.get("args", []) if isinstance(ctx.obj, dict) else []
+    receipt = None
+    if args[:2] == ["modelcar", "publish"] and not (as_json or no_cache):
+        receipt = _ReceiptWriter(args[2:], spec, source_dir, base)
     password: str | None = None
     if password_stdin:
         if not username:

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from llm_platform.logs import get_logger
+from llm_platform.modelcar import digest_cache
 from llm_platform.modelcar.base_image import load_base, parse_platform
 from llm_platform.modelcar.image import plan_image
 from llm_platform.modelcar.layout import write_layout
@@ -47,11 +48,14 @@ def build_layout(
     base: str | None = None,
     platform: str = "linux/amd64",
     hf_token: str | None = None,
+    cache_dir: Path | None = None,
+    use_cache: bool = False,
 ) -> BuildResult:
     """Build the modelcar of `spec_path` into the OCI layout `output`.
 
     `base` overrides the spec's base (a digest-pinned registry reference or `oci:DIR[:TAG]`);
-    `source_dir` replaces the hub download with a local directory.
+    `source_dir` replaces the hub download with a local directory. With `use_cache`, the digests of local
+    files go to the digest cache (`cache_dir`, else the default one) for a later publish.
     """
     spec = load_spec(spec_path)
     resolved_platform = parse_platform(platform)
@@ -66,8 +70,13 @@ def build_layout(
         base_ref,
         resolved_platform,
     )
+    cache = digest_cache.LayerDigestCache((cache_dir or digest_cache.default_cache_dir()) if use_cache else None)
+    before = digest_cache.identities(source, cache)
     plan = plan_image(spec, source, base_image, platform=str(resolved_platform))
     digest = write_layout(plan, output)
+    if use_cache:
+        digest_cache.remember(plan, source, cache, before)
+        cache.save()
     return BuildResult(
         spec=spec.name,
         reference=f"{spec.image.repository}@{digest}",

@@ -12,20 +12,18 @@ reference is returned only for a verified image.
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm_platform.errors import InputError, RegistryError
 from llm_platform.logs import get_logger
-from llm_platform.modelcar import receipt, tar_layer
+from llm_platform.modelcar import digest_cache, tar_layer
 from llm_platform.modelcar.base_image import load_base, parse_platform
 from llm_platform.modelcar.blob import MEDIA_OCI_CONFIG, Blob
 from llm_platform.modelcar.image import (
@@ -36,7 +34,7 @@ from llm_platform.modelcar.image import (
     plan_image,
     reuse_from_manifest,
 )
-from llm_platform.modelcar.source import ModelSource, open_source
+from llm_platform.modelcar.source import open_source
 from llm_platform.modelcar.spec import load_spec
 from llm_platform.registry.auth import Credentials, resolve_credentials
 from llm_platform.registry.client import OCI_MANIFEST, RegistryClient
@@ -76,81 +74,18 @@ def default_tag(spec_name: str, revision: str) -> str:
     return f"{spec_name}-{_TAG_UNSAFE.sub('-', revision[:12])}"[:128]
 
 
-def default_cache_dir() -> Path:
-    return Path(receipt.default_cache_dir(os.environ))
+class StaleDigestError(RegistryError):
+    """The registry refused a layer streamed under a digest recorded earlier: the file has changed since."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
-class LayerDigestCache:
-    """Facts learnt by reading files, so the next publish need not read them again.
-
-    `files`: local file identity (device, inode, size, mtime, ctime, path) → content sha256; ctime changes on
-    every write, so an edited file never matches. `layers`: (path under /models, size, content sha256) →
-    layer digest, which is a pure function of those three (headers are fixed), whatever the file's origin.
-    """
-
-    MAX_ENTRIES = 20_000
-
-    def __init__(self, directory: Path | None) -> None:
-        self.path = directory / "layer-digests.json" if directory else None
-        self.files: dict[str, str] = {}
-        self.layers: dict[str, str] = {}
-        self.paths: dict[str, str] = {}  # real path -> file key when last published: tells "edited since"
-        if self.path and self.path.is_file():
-            try:
-                data = json.loads(self.path.read_text())
-                self.files = dict(data.get("files", {}))
-                self.layers = dict(data.get("layers", {}))
-                self.paths = dict(data.get("paths", {}))
-            except (ValueError, OSError, AttributeError):
-                log.warning("ignoring unreadable digest cache %s", self.path)
-
-    @staticmethod
-    def file_key(path: Path) -> str | None:
-        try:
-            st = path.stat()
-        except OSError:
-            return None
-        return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{os.path.realpath(path)}"
-
-    @staticmethod
-    def layer_key(model_path: str, size: int, sha256: str) -> str:
-        return f"{model_path}\0{size}\0{sha256}"
-
-    def save(self) -> None:
-        if self.path is None:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            merged = LayerDigestCache(self.path.parent)
-            merged.files.update(self.files)
-            merged.layers.update(self.layers)
-            merged.paths.update(self.paths)
-            data = {"files": dict(list(merged.files.items())[-self.MAX_ENTRIES:]),
-                    "layers": dict(list(merged.layers.items())[-self.MAX_ENTRIES:]),
-                    "paths": dict(list(merged.paths.items())[-self.MAX_ENTRIES:])}
-            staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
-            staging.write_text(json.dumps(data))
-            staging.replace(self.path)
-        except OSError as exc:  # a cache is an optimisation: never fail a publish over it
-            log.warning("could not update digest cache %s: %s", self.path, exc.strerror)
-
-
-def _edited_since_last_publish(source: ModelSource, cache: LayerDigestCache) -> set[str]:
-    """Paths of local files the cache saw at another identity (size, mtime, ctime, inode): rewritten since."""
-    edited: set[str] = set()
-    if source.kind != "local":
-        return edited
-    for model_file in source.files:
-        local = Path(source.location) / model_file.path
-        before = cache.paths.get(os.path.realpath(local))
-        if before is not None and before != cache.file_key(local):
-            edited.add(model_file.path)
-    return edited
-
-
-class _HashedLayer:
-    """A model layer whose digest a hashing pass just learnt, streamed for upload without hashing it again:
-    the registry checks the bytes against the digest on commit (a file edited in between is rejected there)."""
+class _KnownDigestLayer:
+    """A model layer whose digest is known (a hashing pass just learnt it, or the digest cache or the previous
+    image recorded it), streamed for upload without hashing: the registry checks the bytes against the digest
+    on commit, so a file that changed since its digest was learnt is rejected there."""
 
     def __init__(self, layer: ModelLayer) -> None:
         self.layer = layer
@@ -161,36 +96,6 @@ class _HashedLayer:
     def open(self) -> Iterator[bytes]:
         model_file = self.layer.model_file
         return tar_layer.stream_layer(model_file.path, model_file.size, model_file.opener)
-
-
-def _learn_known_digests(source: ModelSource, cache: LayerDigestCache) -> dict[tuple[str, str], tuple[str, int]]:
-    """Fill in content sha256s of unchanged local files; the `reuse` entries the cache knows."""
-    reuse: dict[tuple[str, str], tuple[str, int]] = {}
-    for model_file in source.files:
-        if model_file.known_sha256 is None and source.kind == "local":
-            key = cache.file_key(Path(source.location) / model_file.path)
-            if key and key in cache.files:
-                model_file.known_sha256 = cache.files[key]  # still verified if the file is ever read
-        if model_file.known_sha256 is not None:
-            digest = cache.layers.get(cache.layer_key(model_file.path, model_file.size, model_file.known_sha256))
-            if digest:
-                size = tar_layer.layer_size(model_file.path, model_file.size)
-                reuse[(model_file.path, model_file.known_sha256)] = (digest, size)
-    return reuse
-
-
-def _remember(plan: ImagePlan, source: ModelSource, cache: LayerDigestCache) -> None:
-    for layer in plan.model_layers:
-        model_file = layer.model_file
-        if not layer.known or model_file.known_sha256 is None:
-            continue
-        if source.kind == "local":
-            local = Path(source.location) / model_file.path
-            key = cache.file_key(local)
-            if key:
-                cache.files[key] = model_file.known_sha256
-                cache.paths[os.path.realpath(local)] = key
-        cache.layers[cache.layer_key(model_file.path, model_file.size, model_file.known_sha256)] = layer.digest
 
 
 def _previous_images(
@@ -278,8 +183,20 @@ def _ensure_blob(
             counters.add("mounted")
             log.info("mounted %s from %s", label, source_repository)
             return
-    upload: Any = _HashedLayer(blob) if unknown and isinstance(blob, ModelLayer) else blob
-    counters.add("bytes", client.upload_blob(repository, upload, label=label))
+    if not isinstance(blob, ModelLayer):
+        counters.add("bytes", client.upload_blob(repository, blob, label=label))
+        counters.add("uploaded")
+        return
+    try:
+        counters.add("bytes", client.upload_blob(repository, _KnownDigestLayer(blob), label=label))
+    except RegistryError as exc:
+        if "DIGEST_INVALID" not in str(exc):
+            raise
+        raise StaleDigestError(
+            f"{exc}; {label} no longer matches the digest recorded for it (the file changed after the digest "
+            f"cache or the previous image recorded it). That record is dropped: run the publish again",
+            path=blob.model_file.path,
+        ) from None
     counters.add("uploaded")
 
 
@@ -372,8 +289,9 @@ def publish_modelcar(
 
         tags = [ref.tag] if ref.tag else [default_tag(spec.name, source.revision)]
         previous_reuse, previous, tag_digests = _previous_images(client, ref.repository, spec.name, tags)
-        cache = LayerDigestCache((cache_dir or default_cache_dir()) if use_cache else None)
-        reuse = {**_learn_known_digests(source, cache), **previous_reuse}
+        cache = digest_cache.LayerDigestCache((cache_dir or digest_cache.default_cache_dir()) if use_cache else None)
+        before = digest_cache.identities(source, cache)
+        reuse = {**digest_cache.known_digests(source, cache), **previous_reuse}
         plan = plan_image(spec, source, base_image, platform=str(resolved_platform), reuse=reuse)
         known = sum(1 for layer in plan.model_layers if layer.known)
         log.info("publishing %s to %s: %d base + %d model layers (%d known without reading), previous: %s",
@@ -391,7 +309,7 @@ def publish_modelcar(
         # known to differ from the earlier image's (a hub sha256 that matched no layer, a local file edited
         # since the last publish). Otherwise (say a fresh CI runner without cache) it is hashed first.
         chunked = policy.upload_mode is UploadMode.CHUNKED and not mount_refs
-        edited = _edited_since_last_publish(source, cache) if use_cache else set()
+        edited = digest_cache.edited_since_seen(source, cache) if use_cache else set()
 
         def stream_unknown(blob: Blob) -> bool:
             if not chunked or not isinstance(blob, ModelLayer):
@@ -418,12 +336,16 @@ def publish_modelcar(
                 log.info("%s is incomplete (%s); pushing it again", digest, exc)
                 already_there = False
         if not already_there:
+            stale: set[str] = set()
             try:
                 _run_all(client, [ensure(blob) for blob in blobs], concurrency)
+            except StaleDigestError as exc:
+                stale.add(exc.path)
+                raise
             finally:
                 progress.close()
                 if use_cache:
-                    _remember(plan, source, cache)
+                    digest_cache.remember(plan, source, cache, before, stale=stale)
                     cache.save()
             _ensure_blob(client, ref.repository, plan.config, mount_sources=mount_sources, stream_unknown=False,
                          counters=counters)

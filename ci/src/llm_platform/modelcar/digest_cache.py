@@ -1,0 +1,153 @@
+"""The digest cache: content sha256 and layer digest of local files, keyed by file identity, so that a
+file is hashed once, by whichever build or publish reads it first.
+
+A publish that knows a layer's digest from here streams the file without hashing it: the registry checks
+every blob against its digest on commit, so a stale entry ends in a rejected upload, never in a wrong image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Collection
+from pathlib import Path
+
+from llm_platform.logs import get_logger
+from llm_platform.modelcar import receipt, tar_layer
+from llm_platform.modelcar.image import ImagePlan
+from llm_platform.modelcar.source import ModelSource
+
+log = get_logger("modelcar.digest_cache")
+
+
+def default_cache_dir() -> Path:
+    return Path(receipt.default_cache_dir(os.environ))
+
+
+class LayerDigestCache:
+    """Facts learnt by reading files, so the next build or publish need not read them again.
+
+    `files`: local file identity (device, inode, size, mtime, ctime, path) → content sha256; ctime changes on
+    every write, so an edited file never matches. `layers`: (path under /models, size, content sha256) →
+    layer digest, which is a pure function of those three (headers are fixed), whatever the file's origin.
+    """
+
+    MAX_ENTRIES = 20_000
+
+    def __init__(self, directory: Path | None) -> None:
+        self.path = directory / "layer-digests.json" if directory else None
+        self.files: dict[str, str] = {}
+        self.layers: dict[str, str] = {}
+        self.paths: dict[str, str] = {}  # real path -> file key when last published: tells "edited since"
+        self._forgotten: set[tuple[str, str]] = set()  # (table, key) removed here: not merged back on save
+        if self.path and self.path.is_file():
+            try:
+                data = json.loads(self.path.read_text())
+                self.files = dict(data.get("files", {}))
+                self.layers = dict(data.get("layers", {}))
+                self.paths = dict(data.get("paths", {}))
+            except (ValueError, OSError, AttributeError):
+                log.warning("ignoring unreadable digest cache %s", self.path)
+
+    @staticmethod
+    def file_key(path: Path) -> str | None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{os.path.realpath(path)}"
+
+    @staticmethod
+    def layer_key(model_path: str, size: int, sha256: str) -> str:
+        return f"{model_path}\0{size}\0{sha256}"
+
+    def forget(self, local: Path | None, layer_key: str) -> None:
+        """Drop what is recorded for a file (its identity, if local) and for its layer."""
+        doomed = [("layers", layer_key)]
+        if local is not None:
+            real = os.path.realpath(local)
+            doomed += [("paths", real)] + [("files", key) for key in self.files if key.endswith(":" + real)]
+        for table, key in doomed:
+            getattr(self, table).pop(key, None)
+            self._forgotten.add((table, key))
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            merged = LayerDigestCache(self.path.parent)
+            merged.files.update(self.files)
+            merged.layers.update(self.layers)
+            merged.paths.update(self.paths)
+            for table, key in self._forgotten:
+                getattr(merged, table).pop(key, None)
+            data = {"files": dict(list(merged.files.items())[-self.MAX_ENTRIES:]),
+                    "layers": dict(list(merged.layers.items())[-self.MAX_ENTRIES:]),
+                    "paths": dict(list(merged.paths.items())[-self.MAX_ENTRIES:])}
+            staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
+            staging.write_text(json.dumps(data))
+            staging.replace(self.path)
+        except OSError as exc:  # a cache is an optimisation: never fail a publish over it
+            log.warning("could not update digest cache %s: %s", self.path, exc.strerror)
+
+
+def edited_since_seen(source: ModelSource, cache: LayerDigestCache) -> set[str]:
+    """Paths of local files the cache saw at another identity (size, mtime, ctime, inode): rewritten since."""
+    edited: set[str] = set()
+    if source.kind != "local":
+        return edited
+    for model_file in source.files:
+        local = Path(source.location) / model_file.path
+        before = cache.paths.get(os.path.realpath(local))
+        if before is not None and before != cache.file_key(local):
+            edited.add(model_file.path)
+    return edited
+
+
+def known_digests(source: ModelSource, cache: LayerDigestCache) -> dict[tuple[str, str], tuple[str, int]]:
+    """Fill in content sha256s of unchanged local files; the `reuse` entries the cache knows."""
+    reuse: dict[tuple[str, str], tuple[str, int]] = {}
+    for model_file in source.files:
+        if model_file.known_sha256 is None and source.kind == "local":
+            key = cache.file_key(Path(source.location) / model_file.path)
+            if key and key in cache.files:
+                model_file.known_sha256 = cache.files[key]
+        if model_file.known_sha256 is not None:
+            digest = cache.layers.get(cache.layer_key(model_file.path, model_file.size, model_file.known_sha256))
+            if digest:
+                size = tar_layer.layer_size(model_file.path, model_file.size)
+                reuse[(model_file.path, model_file.known_sha256)] = (digest, size)
+    return reuse
+
+
+def identities(source: ModelSource, cache: LayerDigestCache) -> dict[str, str | None]:
+    """Identity of every local file before it is read: what `remember` compares with afterwards."""
+    if source.kind != "local":
+        return {}
+    return {f.path: cache.file_key(Path(source.location) / f.path) for f in source.files}
+
+
+def remember(
+    plan: ImagePlan, source: ModelSource, cache: LayerDigestCache, before: dict[str, str | None],
+    *, stale: Collection[str] = (),
+) -> None:
+    """Record what the run learnt; a local file whose identity changed while it was read is left out, and the
+    entries of `stale` files (their recorded digest proved wrong) are dropped."""
+    for layer in plan.model_layers:
+        model_file = layer.model_file
+        if model_file.path in stale:
+            cache.forget(Path(source.location) / model_file.path if source.kind == "local" else None,
+                         cache.layer_key(model_file.path, model_file.size, model_file.known_sha256 or ""))
+            continue
+        if not layer.known or model_file.known_sha256 is None:
+            continue
+        if source.kind == "local":
+            local = Path(source.location) / model_file.path
+            key = cache.file_key(local)
+            if key is None or key != before.get(model_file.path):
+                continue
+            cache.files[key] = model_file.known_sha256
+            cache.paths[os.path.realpath(local)] = key
+        cache.layers[cache.layer_key(model_file.path, model_file.size, model_file.known_sha256)] = layer.digest
