@@ -266,6 +266,9 @@ def main() -> int:
                         help="oci-modelcar executable (pip install oci-modelcar==1.3.0 into its own venv)")
     parser.add_argument("--skip", action="append", default=[], choices=["buildah", "oci-modelcar"])
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
+    parser.add_argument("--pin", action="store_true",
+                        help="registry on CPU 0, the tool on CPU 1 (taskset): client and registry do not compete "
+                             "for cores, as when they are different machines")
     args = parser.parse_args()
     if args.shards * args.shard_mib > 3072:
         parser.error("keep the generated set at 3 GiB or less")
@@ -367,8 +370,9 @@ def main() -> int:
             "oci-modelcar": [[str(args.oci_modelcar), "--help"]],
             "buildah bud + push": [[*buildah, "--version"]],
         }
+        pin_registry, pin_tool = (["taskset", "-c", "0"], ["taskset", "-c", "1"]) if args.pin else ([], [])
         for index, tool in enumerate(tools):
-            registries[tool] = Registry(work / f"registry-{index}")
+            registries[tool] = Registry(work / f"registry-{index}", wrapper=pin_registry)
         if not os.access(DROP_CACHES, os.W_OK):
             print(f"{DROP_CACHES} not writable: runs start with whatever the page cache holds", file=sys.stderr)
 
@@ -381,8 +385,8 @@ def main() -> int:
             if registry.proc is None:
                 registry.start()
             inputs = sorted(p for p in (layout if tool.startswith("floor") else source).rglob("*") if p.is_file())
-            result = measure(tool, scenario, commands(registry.host, scenario), registry, {**env, **extra_env}, log, inputs,
-                             prepare[tool])
+            lines = [[*pin_tool, *line] for line in commands(registry.host, scenario)]
+            result = measure(tool, scenario, lines, registry, {**env, **extra_env}, log, inputs, prepare[tool])
             result.note, result.repetition = note, repetition
             runs.append(result)
             print(f"{scenario} {tool}: {result.seconds:.2f}s", file=sys.stderr)
@@ -439,8 +443,9 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
     floor = {scenario: median([r.seconds for r in group]) for (scenario, tool), group in groups.items()
              if tool.startswith("floor")}
     total = args.shards * args.shard_mib
+    pinning = "registry pinned to CPU 0, tool to CPU 1" if args.pin else f"{os.cpu_count()} CPUs shared"
     print(f"\n{args.shards} x {args.shard_mib} MiB shards ({total} MiB), concurrency {args.concurrency}, "
-          f"one local docker-registry per tool, {os.cpu_count()} CPUs; medians of the runs listed\n")
+          f"one local docker-registry per tool, {pinning}; medians of the runs listed\n")
     print("| scenario | tool | runs (wall s) | median s | x floor | MiB received by registry | peak RSS MiB "
           "| tool CPU s | registry CPU s | ok |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")

@@ -27,6 +27,7 @@ class Registry:
     port: int = field(default_factory=free_port)
     htpasswd: tuple[str, str] | None = None  # (user, password): basic auth when set
     extra_config: str = ""
+    wrapper: list[str] = field(default_factory=list)  # e.g. ["taskset", "-c", "0"] (the publish bench)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -68,7 +69,7 @@ class Registry:
         self.root.mkdir(parents=True, exist_ok=True)
         self.storage.mkdir(exist_ok=True)
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([binary, "serve", str(self._config())], stdout=log, stderr=log)
+        self.proc = subprocess.Popen([*self.wrapper, binary, "serve", str(self._config())], stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
