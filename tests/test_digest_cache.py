@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.images import BaseLayout, busybox_layout  # noqa: F401
-from tests.support.publish_fixtures import generated_model
+from tests.support.publish_fixtures import GeneratedModel, generated_model
 from tests.support.registry import Registry
 
 from llm_platform.cli import main
@@ -21,14 +21,20 @@ FILES = {"model-00001-of-00002.safetensors": 900_000, "model-00002-of-00002.safe
          "config.json": 321}
 
 
+def build_cli(tmp_path: Path, base: BaseLayout, *options: str) -> tuple[GeneratedModel, int]:
+    """Generate the model and run `llm-platform modelcar build` on it into tmp_path/built."""
+    model = generated_model(tmp_path, "cached-model", FILES)
+    code = main(["modelcar", "build", str(model.spec), "--source-dir", str(model.source), "--base", base.ref,
+                 "--output", str(tmp_path / "built"), *options])
+    return model, code
+
+
 def test_publish_after_a_build_knows_every_layer_and_the_registry_accepts_them(
     tmp_path: Path, registry: Registry, busybox_layout: BaseLayout,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    model = generated_model(tmp_path, "cached-model", FILES)
     cache = tmp_path / "cache"
-    code = main(["modelcar", "build", str(model.spec), "--source-dir", str(model.source), "--base",
-                 busybox_layout.ref, "--output", str(tmp_path / "built"), "--cache-dir", str(cache), "--json"])
+    model, code = build_cli(tmp_path, busybox_layout, "--cache-dir", str(cache), "--json")
     built = json.loads(capsys.readouterr().out)
     assert code == 0
     recorded = LayerDigestCache(cache)
@@ -45,10 +51,7 @@ def test_publish_after_a_build_knows_every_layer_and_the_registry_accepts_them(
 def test_build_without_cache_records_nothing(
     tmp_path: Path, busybox_layout: BaseLayout, capsys: pytest.CaptureFixture[str]  # noqa: F811
 ) -> None:
-    model = generated_model(tmp_path, "cached-model", FILES)
-    code = main(["modelcar", "build", str(model.spec), "--source-dir", str(model.source), "--base",
-                 busybox_layout.ref, "--output", str(tmp_path / "built"), "--cache-dir", str(tmp_path / "cache"),
-                 "--no-cache"])
+    _, code = build_cli(tmp_path, busybox_layout, "--cache-dir", str(tmp_path / "cache"), "--no-cache")
     assert code == 0, capsys.readouterr().err
     assert not (tmp_path / "cache").exists()
 
@@ -57,10 +60,9 @@ def test_a_cache_entry_that_no_longer_matches_is_rejected_by_the_registry_and_na
     tmp_path: Path, registry: Registry, busybox_layout: BaseLayout,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    model = generated_model(tmp_path, "cached-model", FILES)
     cache = tmp_path / "cache"
-    assert main(["modelcar", "build", str(model.spec), "--source-dir", str(model.source), "--base",
-                 busybox_layout.ref, "--output", str(tmp_path / "built"), "--cache-dir", str(cache)]) == 0
+    model, code = build_cli(tmp_path, busybox_layout, "--cache-dir", str(cache))
+    assert code == 0
     capsys.readouterr()
     # What a file rewritten without changing its identity would look like: the cache's layer digest for
     # one file no longer describes the file's bytes.

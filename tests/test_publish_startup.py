@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 # Imported only by the commands that need them (httpx/oras/requests: registry access; the bump and
 # publish cores: their commands; the package llm_platform.bump itself only holds a default).
 LAZY = ["httpx", "oras", "requests", "pydantic", "llm_platform.bump.service", "llm_platform.bump.push",
@@ -14,13 +16,22 @@ LAZY = ["httpx", "oras", "requests", "pydantic", "llm_platform.bump.service", "l
         "llm_platform.tofu", "typer"]
 
 
-def test_cli_import_leaves_heavy_modules_unloaded() -> None:
-    # `llm_platform.cli` is the entry point: typer itself waits until a command other than a receipt-backed
-    # re-publish runs (test_publish_receipt.py checks that path end to end).
-    code = ("import json, sys; import llm_platform.cli; "
-            f"print(json.dumps([m for m in {LAZY!r} if m in sys.modules]))")
+def loaded_after(statement: str, modules: list[str]) -> list[str]:
+    """Which of `modules` a fresh interpreter holds after running `statement`."""
+    code = f"import json, sys; {statement}; print(json.dumps([m for m in {modules!r} if m in sys.modules]))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(proc.stdout) == []
+    return list(json.loads(proc.stdout))
+
+
+@pytest.mark.parametrize(("statement", "lazy"), [
+    # The entry point: not even typer until a command other than a receipt-backed re-publish runs
+    # (test_publish_receipt.py checks that path end to end).
+    ("import llm_platform.cli", LAZY),
+    # The typer app with every command registered: still none of the cores.
+    ("import llm_platform.cli.commands", [m for m in LAZY if m != "typer"]),
+])
+def test_cli_import_leaves_heavy_modules_unloaded(statement: str, lazy: list[str]) -> None:
+    assert loaded_after(statement, lazy) == []
 
 
 def test_plain_http_client_builds_no_tls_context_until_needed() -> None:
@@ -40,16 +51,6 @@ def test_plain_http_client_builds_no_tls_context_until_needed() -> None:
     assert total > 0  # an HTTPS registry does load it
 
 
-def test_command_modules_leave_the_cores_unloaded() -> None:
-    code = ("import json, sys; import llm_platform.cli.commands; "
-            f"print(json.dumps([m for m in {LAZY[:-1]!r} if m in sys.modules]))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(proc.stdout) == []
-
-
 def test_registry_client_loads_httpx_without_its_command_line_stack() -> None:
-    code = ("import json, sys; from llm_platform.registry.client import RegistryClient; import httpx; "
-            "httpx.Client().close(); "
-            "print(json.dumps([m for m in ['httpx._main', 'rich', 'pygments', 'click'] if m in sys.modules]))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(proc.stdout) == []
+    statement = "from llm_platform.registry.client import RegistryClient; import httpx; httpx.Client().close()"
+    assert loaded_after(statement, ["httpx._main", "rich", "pygments", "click"]) == []
