@@ -184,3 +184,13 @@ def test_a_proxy_in_the_environment_takes_the_full_path(publisher: Publisher) ->
     assert receipt.republish(publisher.args()[2:], cwd=os.getcwd(),
                              environ={**os.environ, "HTTPS_PROXY": "http://127.0.0.1:9"}) is None
     assert receipt.republish(publisher.args()[2:], cwd=os.getcwd(), environ=dict(os.environ)) == out.strip()
+
+
+def test_a_damaged_receipt_takes_the_full_path_and_is_rewritten(publisher: Publisher) -> None:
+    out, _, _ = publisher()
+    [written] = publisher.receipts()
+    written.write_text('{"format": 1, "reference": ')  # cut short, as by a full disk
+    again, err, _ = publisher()
+    assert full_path(err) and again == out
+    again, err, imported = publisher()
+    assert "already published" in err and again == out and imported == []

@@ -16,7 +16,10 @@ def main(argv: list[str] | None = None) -> int:
     if args[:2] == ["modelcar", "publish"]:
         from llm_platform.modelcar.receipt import republish
 
-        reference = republish(args[2:], cwd=os.getcwd(), environ=os.environ)
+        try:
+            reference = republish(args[2:], cwd=os.getcwd(), environ=os.environ)
+        except Exception:  # noqa: BLE001 - a shortcut that fails in any way just means: take the full publish
+            reference = None
         if reference is not None:
             print(reference, flush=True)
             return 0

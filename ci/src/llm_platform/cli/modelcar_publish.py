@@ -140,12 +140,17 @@ class _ReceiptWriter:
         self.args = args
         self.started_ns = time.time_ns()
         self.before: dict[str, list[int] | None] | None = None
-        loaded = load_spec(spec)
+        loaded = load_spec(spec)  # a bad spec fails here with the message the publish would give
         if source_dir is None and not loaded.huggingface.pins_commit:
             return  # a branch or tag may move: the next publish must ask the hub
         base_ref = base or loaded.image.base
         layout = str(split_layout_reference(base_ref)[0]) if base_ref.startswith("oci:") else None
-        self.before = receipt.snapshot(receipt.input_paths(str(spec), str(source_dir) if source_dir else None, layout))
+        try:
+            self.before = receipt.snapshot(
+                receipt.input_paths(str(spec), str(source_dir) if source_dir else None, layout)
+            )
+        except OSError:  # the publish itself reports unreadable inputs
+            self.before = None
 
     def record(self, result: PublishResult, to: str, insecure: list[str]) -> None:
         from llm_platform.modelcar import receipt
@@ -155,11 +160,14 @@ class _ReceiptWriter:
         if self.before is None:
             return
         ref = parse_reference(to, what="--to")
-        receipt.write(
-            self.args, cwd=os.getcwd(), environ=os.environ, before=self.before, started_ns=self.started_ns,
-            scheme=scheme_for(ref, insecure), host=ref.api_host, repository=ref.repository,
-            digest=result.digest, tags=result.tags, reference=result.reference,
-        )
+        try:
+            receipt.write(
+                self.args, cwd=os.getcwd(), environ=os.environ, before=self.before, started_ns=self.started_ns,
+                scheme=scheme_for(ref, insecure), host=ref.api_host, repository=ref.repository,
+                digest=result.digest, tags=result.tags, reference=result.reference,
+            )
+        except OSError:  # the image is published and verified: a receipt that cannot be written changes nothing
+            pass
 
 
 modelcar_app.command("publish")(publish)
