@@ -40,8 +40,9 @@ RACY_WINDOW_NS = 1_000_000_000
 # Environment that changes what a publish produces (credentials only change who may push).
 KEYED_ENV = ("HF_ENDPOINT",)
 SECRET_OPTIONS = ("--hf-token",)
-# Options whose output a receipt cannot reproduce, or that ask for no cache.
-BYPASS_OPTIONS = ("--json", "--no-cache", "--help", "-h")
+# Options whose output a receipt cannot reproduce, that ask for no cache, or that hand over a password on
+# stdin (a registry that needs one refuses the receipt's anonymous check; and stdin must be read).
+BYPASS_OPTIONS = ("--json", "--no-cache", "--help", "-h", "--password-stdin")
 PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
