@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from llm_platform.cache_root import cache_root
 from llm_platform.errors import InputError, RegistryError
 from llm_platform.http_client import httpx
 from llm_platform.logs import get_logger
@@ -58,8 +59,7 @@ def load_lock(path: Path) -> CrdLock:
 
 
 def default_crd_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "llm-platform" / "crds"
+    return Path(cache_root()) / "crds"
 
 
 def _sha256(path: Path) -> str:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from llm_platform.cache_root import cache_root
 from llm_platform.errors import InputError
 from llm_platform.lint import argocd, policy, xref
 from llm_platform.lint.cel import CelOutcome
@@ -28,8 +29,7 @@ _CORE: dict[str, CoreSchemas] = {}
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "llm-platform" / "crd-schemas"
+    return Path(cache_root()) / "crd-schemas"
 
 
 def _core(version: str) -> CoreSchemas:

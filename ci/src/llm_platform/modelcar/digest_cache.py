@@ -13,8 +13,9 @@ import threading
 from collections.abc import Collection
 from pathlib import Path
 
+from llm_platform.cache_root import cache_root
 from llm_platform.logs import get_logger
-from llm_platform.modelcar import receipt, tar_layer
+from llm_platform.modelcar import tar_layer
 from llm_platform.modelcar.image import ImagePlan
 from llm_platform.modelcar.source import ModelSource
 
@@ -22,7 +23,7 @@ log = get_logger("modelcar.digest_cache")
 
 
 def default_cache_dir() -> Path:
-    return Path(receipt.default_cache_dir(os.environ))
+    return Path(cache_root())
 
 
 class LayerDigestCache:

@@ -37,7 +37,7 @@ from llm_platform.modelcar.image import (
 from llm_platform.modelcar.source import open_source
 from llm_platform.modelcar.spec import load_spec
 from llm_platform.registry.auth import Credentials, resolve_credentials
-from llm_platform.registry.client import OCI_MANIFEST, RegistryClient
+from llm_platform.registry.client import OCI_MANIFEST, RegistryClient, scheme_for
 from llm_platform.registry.policy import UploadMode, policy_for
 from llm_platform.registry.progress import UploadProgress, human_bytes
 from llm_platform.registry.reference import ImageReference, parse_reference
@@ -275,7 +275,7 @@ def publish_modelcar(
 
     creds = credentials or resolve_credentials(ref.api_host, username=username, password=password, environ=environ)
     policy = policy_for(ref.api_host, upload_mode=upload_mode, chunk_size=chunk_size, max_layer_size=max_layer_size)
-    insecure = ref.registry in insecure_registries or ref.api_host in insecure_registries
+    insecure = scheme_for(ref, insecure_registries) == "http"
     progress = progress or UploadProgress()
     with RegistryClient(ref.api_host, insecure=insecure, credentials=creds, policy=policy, retries=retries,
                         backoff=backoff, progress=progress, max_connections=concurrency + 2) as client:

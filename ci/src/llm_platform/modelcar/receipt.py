@@ -31,6 +31,8 @@ import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
+from llm_platform.cache_root import cache_root
+
 # os.path, not pathlib, and no typing at run time: every import here is start-up time of a re-publish.
 
 FORMAT = 1
@@ -49,14 +51,6 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 Identity = list[int]
 
 
-def default_cache_dir(environ: Mapping[str, str]) -> str:
-    """$LLM_PLATFORM_CACHE_DIR, else $XDG_CACHE_HOME/llm-platform, else ~/.cache/llm-platform."""
-    if environ.get("LLM_PLATFORM_CACHE_DIR"):
-        return environ["LLM_PLATFORM_CACHE_DIR"]
-    home = environ.get("HOME") or os.path.expanduser("~")
-    return os.path.join(environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache"), "llm-platform")
-
-
 def _option_value(args: Sequence[str], name: str) -> str | None:
     for index, arg in enumerate(args):
         if arg == name and index + 1 < len(args):
@@ -67,7 +61,7 @@ def _option_value(args: Sequence[str], name: str) -> str | None:
 
 
 def cache_dir_for(args: Sequence[str], environ: Mapping[str, str]) -> str:
-    return _option_value(args, "--cache-dir") or default_cache_dir(environ)
+    return _option_value(args, "--cache-dir") or cache_root(environ)
 
 
 def _blank_secrets(args: Sequence[str]) -> list[str]:

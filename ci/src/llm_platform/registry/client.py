@@ -231,7 +231,7 @@ class RegistryClient:
         verify: bool | str = True,
     ) -> None:
         self.host = host
-        self.scheme = "http" if insecure or is_loopback(host) else "https"  # what scheme_for() says
+        self.scheme = "http" if insecure or is_loopback(host) else "https"
         self.base_url = f"{self.scheme}://{host}"
         self.policy = policy or policy_for(host)
         self.retries = retries
