@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.bump_fixture import git_env
 from tests.support.registry import Registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,3 +47,11 @@ def auth_registry(tmp_path: Path) -> Iterator[Registry]:
     reg = Registry(tmp_path / "auth-registry", htpasswd=("pusher", "s3cret-pass")).start()
     yield reg
     reg.stop()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """A git environment with a HOME of its own (identity, no global config) under the test's tmp_path."""
+    home = tmp_path / "home"
+    home.mkdir()
+    return git_env(home)

@@ -19,7 +19,6 @@ from tests.support.bump_fixture import (
     commit_all,
     digest_of,
     git,
-    git_env,
     make_repo,
     render,
 )
@@ -31,13 +30,6 @@ from llm_platform.modelcar.spec import load_spec, spec_sha256
 
 OLD = {"qwen-a": digest_of("old"), "qwen-a-awq": digest_of("awq-old")}
 NEW = digest_of("new")
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    home = tmp_path / "home"
-    home.mkdir()
-    return git_env(home)
 
 
 @pytest.fixture

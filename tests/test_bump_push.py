@@ -19,7 +19,6 @@ from tests.support.bump_fixture import (
     commit_all,
     digest_of,
     git,
-    git_env,
     make_bare_remote,
     make_repo,
     repository,
@@ -43,13 +42,6 @@ def bump(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) ->
         return run_cli([*root, "bump", "--repo", str(clone_dir), *args], env, monkeypatch, capsys)
 
     return run
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    home = tmp_path / "home"
-    home.mkdir()
-    return git_env(home)
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.publish_fixtures import write_pattern
+
 
 @dataclass
 class MemoryBlob:
@@ -40,16 +42,7 @@ class FileBlob:
 
     @classmethod
     def create(cls, path: Path, size: int, seed: int = 0) -> FileBlob:
-        sha = hashlib.sha256()
-        block = hashlib.sha256(str(seed).encode()).digest() * 32768  # 1 MiB, distinct per seed
-        with path.open("wb") as out:
-            left = size
-            while left:
-                part = block[: min(left, len(block))]
-                out.write(part)
-                sha.update(part)
-                left -= len(part)
-        return cls(path=path, digest="sha256:" + sha.hexdigest(), size=size)
+        return cls(path=path, digest="sha256:" + write_pattern(path, size, seed), size=size)
 
     def open(self) -> Iterator[bytes]:
         with self.path.open("rb") as src:
