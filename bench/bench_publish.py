@@ -44,6 +44,7 @@ from tests.support.images import build_busybox_layout
 from tests.support.registry import Registry
 
 from llm_platform.modelcar.build import build_layout
+from llm_platform.modelcar.prepare import SourceOptions
 
 MiB = 1024 * 1024
 TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"
@@ -309,7 +310,7 @@ def main() -> int:
             if layout.exists():
                 shutil.rmtree(layout)
             shutil.rmtree(built_cache, ignore_errors=True)
-            build_layout(spec, output=layout, source_dir=source, base=base.ref, cache_dir=built_cache, use_cache=True)
+            build_layout(SourceOptions(spec=spec, source_dir=source, base=base.ref, cache_dir=built_cache), output=layout)
 
         buildah = [shutil.which("buildah") or "buildah", "--root", str(buildah_root / "r"), "--runroot",
                    str(buildah_root / "u"), "--storage-driver", "vfs"]
@@ -366,7 +367,7 @@ def main() -> int:
         prepare = {  # untimed, after the page cache is dropped: each tool's code back in memory
             "floor (curl PUT)": [["bash", "-c", "curl --version; xargs --version; awk --version; python3 -c pass"]],
             "llm-platform publish": [[python, "-c", ("import llm_platform.cli.commands, llm_platform.modelcar.publish, "
-                                                     "llm_platform.modelcar.receipt, llm_platform.registry.client")]],
+                                                     "llm_platform.registry.client")]],
             "oci-modelcar": [[str(args.oci_modelcar), "--help"]],
             "buildah bud + push": [[*buildah, "--version"]],
         }

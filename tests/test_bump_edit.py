@@ -25,7 +25,8 @@ from tests.support.bump_fixture import (
 
 from llm_platform.bump.locate import compose_documents, scan_text
 from llm_platform.bump.refs import RepositoryMatcher
-from llm_platform.bump.splice import SpliceVerificationError, splice_digests, verify_splice
+from llm_platform.bump.splice import splice_digests, verify_splice
+from llm_platform.errors import SpliceVerificationError
 from llm_platform.modelcar.spec import load_spec, spec_sha256
 
 OLD = {"qwen-a": digest_of("old"), "qwen-a-awq": digest_of("awq-old")}

@@ -14,7 +14,8 @@ from tests.support.bump_cli import CliRun, run_cli
 from tests.support.bump_fixture import HF_COMMIT, commit_all, digest_of, git, git_env
 from tests.support.tools import require_tool
 
-from llm_platform.modelcar.spec import SHA1_RE, load_spec
+from llm_platform.modelcar.spec import load_spec
+from llm_platform.oci import GIT_COMMIT_RE
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def test_every_shipped_model_bumps_by_digest_only_and_still_renders(
         spec = load_spec(work / "modelcars" / f"{model}.yaml")
         repository = spec.image.repository
         # A spec pinned to a commit must be bumped with that commit; a branch needs one given.
-        hf_commit = spec.huggingface.revision if SHA1_RE.match(spec.huggingface.revision) else HF_COMMIT
+        hf_commit = spec.huggingface.revision if GIT_COMMIT_RE.match(spec.huggingface.revision) else HF_COMMIT
         new = digest_of(f"real-{model}")
         proc = bump(
             "--model", model, "--ref", f"{repository}@{new}", "--commit", "--hf-commit", hf_commit, "--json"

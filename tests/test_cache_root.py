@@ -1,4 +1,4 @@
-"""One cache root for every cache: digest cache and receipts, CRDs and CRD schemas."""
+"""One cache root for every cache: digest cache, CRDs and CRD schemas."""
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ from tests.support.registry import Registry
 from llm_platform.cli import main
 from llm_platform.errors import RegistryError
 from llm_platform.modelcar.digest_cache import LayerDigestCache
-from llm_platform.modelcar.publish import publish_modelcar
+from llm_platform.modelcar.prepare import SourceOptions
+from llm_platform.modelcar.publish import PushOptions, publish_modelcar
 
 FILES = {"model-00001-of-00002.safetensors": 900_000, "model-00002-of-00002.safetensors": 700_000,
          "config.json": 321}
@@ -41,8 +42,7 @@ def test_publish_after_a_build_knows_every_layer_and_the_registry_accepts_them(
     assert sorted(recorded.files.values()) == sorted(f["sha256"] for f in built["files"])
     assert len(recorded.layers) == len(FILES)
 
-    result = publish_modelcar(model.spec, f"{registry.host}/modelcars/cached-model", source_dir=model.source,
-                              base=busybox_layout.ref, cache_dir=cache)
+    result = publish_modelcar(SourceOptions(spec=model.spec, source_dir=model.source, base=busybox_layout.ref, cache_dir=cache), PushOptions(target=f"{registry.host}/modelcars/cached-model"))
     assert result.digest == built["manifest_digest"]
     assert result.layers_known_without_reading == len(FILES)  # the build hashed them; the publish did not
     assert result.blobs_uploaded == len(FILES) + 2  # every file, the base layer and the config, all accepted
@@ -72,15 +72,13 @@ def test_a_cache_entry_that_no_longer_matches_is_rejected_by_the_registry_and_na
     (cache / "layer-digests.json").write_text(json.dumps(data))
 
     with pytest.raises(RegistryError) as failure:
-        publish_modelcar(model.spec, f"{registry.host}/modelcars/cached-model", source_dir=model.source,
-                         base=busybox_layout.ref, cache_dir=cache)
+        publish_modelcar(SourceOptions(spec=model.spec, source_dir=model.source, base=busybox_layout.ref, cache_dir=cache), PushOptions(target=f"{registry.host}/modelcars/cached-model"))
     message = str(failure.value)
     assert "DIGEST_INVALID" in message and "model-00001-of-00002.safetensors" in message
     assert "run the publish again" in message
     assert victim not in json.loads((cache / "layer-digests.json").read_text())["layers"]
 
     # The way out the message names works, and gives the image the build gave.
-    result = publish_modelcar(model.spec, f"{registry.host}/modelcars/cached-model", source_dir=model.source,
-                              base=busybox_layout.ref, cache_dir=cache)
+    result = publish_modelcar(SourceOptions(spec=model.spec, source_dir=model.source, base=busybox_layout.ref, cache_dir=cache), PushOptions(target=f"{registry.host}/modelcars/cached-model"))
     built = json.loads((tmp_path / "built" / "index.json").read_text())["manifests"][0]["digest"]
     assert result.digest == built

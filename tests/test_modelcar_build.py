@@ -19,7 +19,12 @@ from tests.support.tools import require_tool, run
 
 from llm_platform.errors import InputError, PlatformError
 from llm_platform.modelcar.build import build_layout
-from llm_platform.modelcar.image import (
+from llm_platform.modelcar.image import plan_image, reuse_from_manifest
+from llm_platform.modelcar.layout import write_layout
+from llm_platform.modelcar.prepare import SourceOptions
+from llm_platform.modelcar.source import ModelFile, ModelSource, local_source
+from llm_platform.modelcar.spec import load_spec
+from llm_platform.oci import (
     ANNOTATION_BASE_DIGEST,
     ANNOTATION_FILE_PATH,
     ANNOTATION_FILE_SHA256,
@@ -28,12 +33,7 @@ from llm_platform.modelcar.image import (
     ANNOTATION_SOURCE,
     ANNOTATION_SPEC,
     ANNOTATION_TITLE,
-    plan_image,
-    reuse_from_manifest,
 )
-from llm_platform.modelcar.layout import write_layout
-from llm_platform.modelcar.source import ModelFile, ModelSource, local_source
-from llm_platform.modelcar.spec import load_spec
 
 DEMO_FILES = {
     "1_Pooling/config.json",
@@ -109,12 +109,8 @@ def test_demo_build_is_reproducible_across_runs_mtimes_and_file_order(
     demo_model_dir: Path,
     busybox_layout: BaseLayout,
 ) -> None:
-    first = build_layout(
-        demo_spec, output=tmp_path / "one", source_dir=demo_model_dir, base=busybox_layout.ref
-    )
-    second = build_layout(
-        demo_spec, output=tmp_path / "two", source_dir=demo_model_dir, base=busybox_layout.ref
-    )
+    first = build_layout(SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=tmp_path / "one")
+    second = build_layout(SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=tmp_path / "two")
     # A copy written in reverse order, with other mtimes, other permissions and extra ignored files.
     copy = tmp_path / "copy"
     for index, path in enumerate(sorted(demo_model_dir.rglob("*"), reverse=True)):
@@ -126,7 +122,7 @@ def test_demo_build_is_reproducible_across_runs_mtimes_and_file_order(
             target.chmod(0o600 if index % 2 else 0o755)
     (copy / ".git").mkdir()
     (copy / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
-    third = build_layout(demo_spec, output=tmp_path / "three", source_dir=copy, base=busybox_layout.ref)
+    third = build_layout(SourceOptions(spec=demo_spec, source_dir=copy, base=busybox_layout.ref), output=tmp_path / "three")
 
     assert first.manifest_digest == second.manifest_digest == third.manifest_digest
     assert (
@@ -149,7 +145,7 @@ def test_demo_layout_structure_annotations_and_validation(
     busybox_layout: BaseLayout,
 ) -> None:
     layout = tmp_path / "layout"
-    result = build_layout(demo_spec, output=layout, source_dir=demo_model_dir, base=busybox_layout.ref)
+    result = build_layout(SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=layout)
     assert json.loads((layout / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
     index = json.loads((layout / "index.json").read_text())
     assert index["manifests"][0]["annotations"] == {"org.opencontainers.image.ref.name": "minilm-demo"}
@@ -223,7 +219,7 @@ def test_generated_edge_case_files_round_trip(tmp_path: Path, busybox_layout: Ba
             path.write_bytes(data)
     spec = make_spec(tmp_path, "edge-cases")
     layout = tmp_path / "layout"
-    result = build_layout(spec, output=layout, source_dir=source, base=busybox_layout.ref)
+    result = build_layout(SourceOptions(spec=spec, source_dir=source, base=busybox_layout.ref), output=layout)
     assert sorted(f.path for f in result.files) == sorted(files, key=lambda p: p.encode())
     assert [f.path for f in result.files] == sorted((f.path for f in result.files), key=lambda p: p.encode())
     rootfs = umoci_unpack(layout, "edge-cases", tmp_path / "bundle")
@@ -274,9 +270,7 @@ def test_unsafe_local_files_are_refused_and_nothing_is_written(
     (source / "ok.json").write_text("{}")
     make(source)
     with pytest.raises(InputError) as caught:
-        build_layout(
-            make_spec(tmp_path, "unsafe"), output=tmp_path / "out", source_dir=source, base=busybox_layout.ref
-        )
+        build_layout(SourceOptions(spec=make_spec(tmp_path, "unsafe"), source_dir=source, base=busybox_layout.ref), output=tmp_path / "out")
     assert message in str(caught.value)
     assert str(source) in str(caught.value)
     assert not (tmp_path / "out").exists()
@@ -315,12 +309,7 @@ def test_no_matching_files_is_an_input_error(tmp_path: Path, busybox_layout: Bas
     source.mkdir()
     (source / "README.md").write_text("docs")
     with pytest.raises(InputError, match="no files match the spec's allow_patterns/ignore_patterns"):
-        build_layout(
-            make_spec(tmp_path, "nothing", allow=["*.safetensors"]),
-            output=tmp_path / "o",
-            source_dir=source,
-            base=busybox_layout.ref,
-        )
+        build_layout(SourceOptions(spec=make_spec(tmp_path, "nothing", allow=["*.safetensors"]), source_dir=source, base=busybox_layout.ref), output=tmp_path / "o")
 
 
 def test_a_file_changing_during_the_build_fails_and_leaves_no_layout(
@@ -350,13 +339,13 @@ def test_output_that_is_not_a_layout_is_not_replaced(
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
     with pytest.raises(InputError, match="not empty and not an OCI layout"):
-        build_layout(demo_spec, output=out, source_dir=demo_model_dir, base=busybox_layout.ref)
+        build_layout(SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=out)
     assert (out / "precious.txt").read_text() == "keep me"
     # An earlier layout is replaced by the new build.
     layout = tmp_path / "layout"
-    first = build_layout(demo_spec, output=layout, source_dir=demo_model_dir, base=busybox_layout.ref)
+    first = build_layout(SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=layout)
     (layout / "blobs" / "sha256" / "stale").write_text("x")
-    again = build_layout(demo_spec, output=layout, source_dir=demo_model_dir, base=busybox_layout.ref)
+    again = build_layout(SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=layout)
     assert again.manifest_digest == first.manifest_digest
     assert not (layout / "blobs" / "sha256" / "stale").exists()
 
@@ -369,9 +358,7 @@ def test_reuse_skips_reading_files_whose_layers_are_known(
 ) -> None:
     from llm_platform.modelcar.base_image import load_base
 
-    built = build_layout(
-        demo_spec, output=tmp_path / "layout", source_dir=demo_model_dir, base=busybox_layout.ref
-    )
+    built = build_layout(SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=tmp_path / "layout")
     _, manifest = manifest_of(tmp_path / "layout")
     reuse = reuse_from_manifest(manifest)
     assert len(reuse) == len(DEMO_FILES)

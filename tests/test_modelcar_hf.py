@@ -19,10 +19,12 @@ from tests.support.images import BaseLayout
 from llm_platform.errors import InputError, PlatformError
 from llm_platform.modelcar.base_image import load_base
 from llm_platform.modelcar.build import build_layout
-from llm_platform.modelcar.image import ANNOTATION_REVISION, plan_image, reuse_from_manifest
+from llm_platform.modelcar.image import plan_image, reuse_from_manifest
 from llm_platform.modelcar.layout import write_layout
+from llm_platform.modelcar.prepare import SourceOptions
 from llm_platform.modelcar.source import huggingface_source
 from llm_platform.modelcar.spec import load_spec
+from llm_platform.oci import ANNOTATION_REVISION
 
 busybox_layout = images.busybox_layout
 hf_hub = hub_support.hf_hub
@@ -174,7 +176,7 @@ def test_hub_and_local_copy_of_the_same_commit_give_the_same_digest(
     for path, data in FILES.items():
         (local / path).parent.mkdir(parents=True, exist_ok=True)
         (local / path).write_bytes(data)
-    from_local = build_layout(spec, output=tmp_path / "a", source_dir=local, base=busybox_layout.ref)
+    from_local = build_layout(SourceOptions(spec=spec, source_dir=local, base=busybox_layout.ref), output=tmp_path / "a")
     source = huggingface_source(load_spec(spec), cache_dir=tmp_path / "cache", endpoint=hf_hub.endpoint)
     plan = plan_image(load_spec(spec), source, load_base(busybox_layout.ref))
     assert write_layout(plan, tmp_path / "b") == from_local.manifest_digest

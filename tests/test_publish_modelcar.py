@@ -16,9 +16,9 @@ from tests.support.tools import require_tool, run
 
 from llm_platform.cli import main
 from llm_platform.errors import RegistryError
-from llm_platform.modelcar.blob import canonical_json  # noqa: F401  (build and publish share it)
 from llm_platform.modelcar.build import build_layout
-from llm_platform.modelcar.publish import publish_modelcar
+from llm_platform.modelcar.prepare import SourceOptions
+from llm_platform.modelcar.publish import PushOptions, publish_modelcar
 from llm_platform.modelcar.tar_layer import layer_size
 from llm_platform.registry.policy import MiB
 from llm_platform.registry.progress import UploadProgress
@@ -43,7 +43,7 @@ def test_publish_pulls_with_skopeo_runs_as_kserve_modelcar_and_republishes_nothi
     code, out, err = publish_cli(capsys, str(spec), "--source-dir", str(model), "--base", busybox_layout.ref,
                                  "--to", target)
     assert code == 0, err
-    built = build_layout(spec, output=tmp_path / "built", source_dir=model, base=busybox_layout.ref)
+    built = build_layout(SourceOptions(spec=spec, source_dir=model, base=busybox_layout.ref), output=tmp_path / "built")
     assert out == f"{target}@{built.manifest_digest}\n"  # exactly one line: the build's digest, pinned
     reference = out.strip()
     assert "pushed models/model.safetensors" in err
@@ -92,17 +92,17 @@ def test_one_changed_file_uploads_only_its_layer(
     files["config.json"] = 1234
     model = generated_model(tmp_path, "tiny-model", files)
     target = f"{registry.host}/modelcars/tiny-model"
-    options = {"source_dir": model.source, "base": busybox_layout.ref, "cache_dir": tmp_path / "cache",
-               "use_cache": use_cache}
-    first = publish_modelcar(model.spec, target, **options)  # type: ignore[arg-type]
+    source = SourceOptions(spec=model.spec, source_dir=model.source, base=busybox_layout.ref,
+                           cache_dir=tmp_path / "cache" if use_cache else None)
+    first = publish_modelcar(source, PushOptions(target=target))
     assert first.blobs_uploaded == 8  # base layer, 6 files, config
 
     changed = "model-00003-of-00005.safetensors"
     model.rewrite(changed, seed=99)
     log = AccessLog(registry)
     log.mark()
-    second = publish_modelcar(model.spec, target, **options)  # type: ignore[arg-type]
-    built = build_layout(model.spec, output=tmp_path / "built", source_dir=model.source, base=busybox_layout.ref)
+    second = publish_modelcar(source, PushOptions(target=target))
+    built = build_layout(SourceOptions(spec=model.spec, source_dir=model.source, base=busybox_layout.ref), output=tmp_path / "built")
     assert second.digest == built.manifest_digest != first.digest
     manifest = json.loads((tmp_path / "built" / "blobs" / "sha256" / built.manifest_digest[7:]).read_bytes())
     new_layer = next(layer for layer in manifest["layers"]
@@ -120,8 +120,9 @@ def test_registry_killed_mid_push_then_republish_uploads_only_what_was_missing(
     files = {"a.safetensors": 6 * MiB, "b.safetensors": 5 * MiB, "c.safetensors": 4 * MiB, "config.json": 777}
     model = generated_model(tmp_path, "kill-test", files)
     target = f"{registry.host}/modelcars/kill-test"
-    options = {"source_dir": model.source, "base": busybox_layout.ref, "cache_dir": tmp_path / "cache",
-               "concurrency": 1, "chunk_size": 1 * MiB}
+    source = SourceOptions(spec=model.spec, source_dir=model.source, base=busybox_layout.ref,
+                           cache_dir=tmp_path / "cache")
+    push = PushOptions(target=target, concurrency=1, chunk_size=1 * MiB)
     moved = [0]
     killed = threading.Event()
 
@@ -134,12 +135,12 @@ def test_registry_killed_mid_push_then_republish_uploads_only_what_was_missing(
                 registry.stop(kill=True)
 
     with pytest.raises(RegistryError) as err:
-        publish_modelcar(model.spec, target, retries=2, backoff=0.05,
-                         progress=KillAfter8MiB(tty=False, interval=999), **options)  # type: ignore[arg-type]
+        publish_modelcar(source, push.model_copy(update={"retries": 2, "backoff": 0.05}),
+                         progress=KillAfter8MiB(tty=False, interval=999))
     assert killed.is_set() and "unreachable" in str(err.value)
 
     registry.start()
-    built = build_layout(model.spec, output=tmp_path / "built", source_dir=model.source, base=busybox_layout.ref)
+    built = build_layout(SourceOptions(spec=model.spec, source_dir=model.source, base=busybox_layout.ref), output=tmp_path / "built")
     manifest = json.loads((tmp_path / "built" / "blobs" / "sha256" / built.manifest_digest[7:]).read_bytes())
     from llm_platform.registry.client import RegistryClient
 
@@ -150,7 +151,7 @@ def test_registry_killed_mid_push_then_republish_uploads_only_what_was_missing(
 
     log = AccessLog(registry)
     log.mark()
-    result = publish_modelcar(model.spec, target, **options)  # type: ignore[arg-type]
+    result = publish_modelcar(source, push)
     assert result.digest == built.manifest_digest
     assert sorted(log.committed_digests()) == sorted(d["digest"] for d in missing)
     assert result.bytes_uploaded == sum(d["size"] for d in missing)
@@ -173,12 +174,12 @@ def test_mount_from_another_repository_moves_no_layer_bytes(
     tmp_path: Path, registry: Registry, busybox_layout: BaseLayout  # noqa: F811
 ) -> None:
     model = generated_model(tmp_path, "mounted", {"w.safetensors": 2 * MiB, "config.json": 99})
-    options = {"source_dir": model.source, "base": busybox_layout.ref, "cache_dir": tmp_path / "cache"}
-    first = publish_modelcar(model.spec, f"{registry.host}/team-a/mounted", **options)  # type: ignore[arg-type]
+    source = SourceOptions(spec=model.spec, source_dir=model.source, base=busybox_layout.ref,
+                           cache_dir=tmp_path / "cache")
+    first = publish_modelcar(source, PushOptions(target=f"{registry.host}/team-a/mounted"))
     log = AccessLog(registry)
     log.mark()
-    second = publish_modelcar(model.spec, f"{registry.host}/team-b/mounted",  # type: ignore[arg-type]
-                              mount_from=[f"{registry.host}/team-a/mounted"], **options)
+    second = publish_modelcar(source, PushOptions(target=f"{registry.host}/team-b/mounted", mount_from=[f"{registry.host}/team-a/mounted"]))
     assert second.digest == first.digest
     assert second.blobs_mounted == 4 and second.blobs_uploaded == 0 and second.bytes_uploaded == 0
     assert not [e for e in log.since_mark() if e[0] in ("PATCH", "PUT") and "/blobs/" in e[1]]
@@ -192,17 +193,17 @@ def test_republish_of_an_image_whose_blob_went_missing_uploads_that_blob(
     model = generated_model(tmp_path, "holey", {"a.safetensors": 3 * MiB, "b.safetensors": 2 * MiB,
                                                 "config.json": 50})
     target = f"{registry.host}/modelcars/holey"
-    options = {"source_dir": model.source, "base": busybox_layout.ref, "cache_dir": tmp_path / "cache"}
-    first = publish_modelcar(model.spec, target, **options)  # type: ignore[arg-type]
+    source = SourceOptions(spec=model.spec, source_dir=model.source, base=busybox_layout.ref,
+                           cache_dir=tmp_path / "cache")
+    first = publish_modelcar(source, PushOptions(target=target))
 
     log = AccessLog(registry)
     log.mark()
-    again = publish_modelcar(model.spec, target, **options)  # type: ignore[arg-type]
+    again = publish_modelcar(source, PushOptions(target=target))
     assert again.digest == first.digest and again.bytes_uploaded == 0 and again.blobs_present == 5
     assert not [e for e in log.since_mark() if e[0] != "HEAD" and "/blobs/" in e[1]]
 
-    manifest = json.loads((registry.storage / "docker/registry/v2/blobs/sha256" / first.digest[7:9] /
-                           first.digest[7:] / "data").read_bytes())
+    manifest = json.loads(registry.blob_path(first.digest).read_bytes())
     gone = next(layer for layer in manifest["layers"]
                 if layer.get("annotations", {}).get("io.llm-platform.modelcar.file.path") == "b.safetensors")
     from llm_platform.registry.client import RegistryClient
@@ -213,7 +214,35 @@ def test_republish_of_an_image_whose_blob_went_missing_uploads_that_blob(
         assert client.blob_size("modelcars/holey", gone["digest"]) is None
 
     log.mark()
-    repaired = publish_modelcar(model.spec, target, **options)  # type: ignore[arg-type]
+    repaired = publish_modelcar(source, PushOptions(target=target))
     assert repaired.digest == first.digest
     assert log.committed_digests() == [gone["digest"]]
     assert repaired.blobs_uploaded == 1 and repaired.bytes_uploaded == gone["size"]
+
+
+def test_unchanged_republish_makes_one_existence_check_per_blob_and_three_manifest_and_tag_requests(
+    tmp_path: Path, registry: Registry, busybox_layout: BaseLayout  # noqa: F811
+) -> None:
+    """The warm path, counted at the registry: no upload, one HEAD per distinct blob (base layer, 3 files,
+    config), and three requests for the image itself: the tag list, the HEAD of the tag, the GET of the
+    manifest it resolves to (whose bytes are then known, so verification does not fetch them again)."""
+    model = generated_model(tmp_path, "warm", {"a.safetensors": 2 * MiB, "b.safetensors": MiB, "config.json": 40})
+    target = f"{registry.host}/modelcars/warm"
+    source = SourceOptions(spec=model.spec, source_dir=model.source, base=busybox_layout.ref,
+                           cache_dir=tmp_path / "cache")
+    first = publish_modelcar(source, PushOptions(target=target))
+    log = AccessLog(registry)
+    log.mark()
+    again = publish_modelcar(source, PushOptions(target=target))
+    requests = log.since_mark()
+    assert again.digest == first.digest and again.bytes_uploaded == 0 and again.blobs_uploaded == 0
+    blob_heads = sorted(path.rsplit("/", 1)[1] for method, path, _ in requests if method == "HEAD" and "/blobs/" in path)
+    manifest = json.loads(registry.blob_path(first.digest).read_bytes())
+    assert blob_heads == sorted(d["digest"] for d in [manifest["config"], *manifest["layers"]])
+    image_requests = sorted((method, path.split("?")[0]) for method, path, _ in requests if "/blobs/" not in path)
+    assert image_requests == sorted([
+        ("GET", "/v2/modelcars/warm/tags/list"),
+        ("HEAD", f"/v2/modelcars/warm/manifests/{again.tags[0]}"),
+        ("GET", f"/v2/modelcars/warm/manifests/{first.digest}"),
+    ])
+    assert len(requests) == 5 + 3

@@ -24,8 +24,7 @@ def loaded_after(statement: str, modules: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize(("statement", "lazy"), [
-    # The entry point: not even typer until a command other than a receipt-backed re-publish runs
-    # (test_publish_receipt.py checks that path end to end).
+    # The entry point: not even typer until a command runs.
     ("import llm_platform.cli", LAZY),
     # The typer app with every command registered: still none of the cores.
     ("import llm_platform.cli.commands", [m for m in LAZY if m != "typer"]),

@@ -15,7 +15,8 @@ from tests.support.fault_proxy import FaultProxy
 from tests.support.registry import Registry
 
 from llm_platform.errors import RegistryError
-from llm_platform.registry.client import OCI_MANIFEST, RegistryClient
+from llm_platform.oci import OCI_MANIFEST
+from llm_platform.registry.client import RegistryClient
 from llm_platform.registry.policy import MiB, UploadMode, policy_for
 from llm_platform.registry.progress import UploadProgress
 
@@ -31,8 +32,7 @@ def access_log(reg: Registry) -> list[tuple[str, str, int]]:
 
 
 def stored_blob(reg: Registry, digest: str) -> bytes:
-    hexd = digest.split(":", 1)[1]
-    return (reg.storage / "docker/registry/v2/blobs/sha256" / hexd[:2] / hexd / "data").read_bytes()
+    return reg.blob_path(digest).read_bytes()
 
 
 def client_for(reg: Registry, **policy: object) -> RegistryClient:
@@ -224,3 +224,32 @@ def test_scheme_https_by_default_http_for_insecure_and_loopback() -> None:
     assert RegistryClient("registry.example:5000", insecure=True).base_url == "http://registry.example:5000"
     assert RegistryClient("localhost:5000").base_url == "http://localhost:5000"
     assert RegistryClient("127.0.0.1:5000").base_url == "http://127.0.0.1:5000"
+
+
+class _WrongDigest(MemoryBlob):
+    """Bytes that do not hash to the digest they claim."""
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + "0" * 64
+
+
+@pytest.mark.parametrize("mode", [UploadMode.CHUNKED, UploadMode.MONOLITHIC])
+def test_a_refusal_is_a_structured_error(registry: Registry, mode: UploadMode) -> None:
+    """Callers decide on the OCI error code the registry sent, not on the message text."""
+    with client_for(registry, upload_mode=mode, chunk_size=1 * MiB) as client, \
+            pytest.raises(RegistryError) as refused:
+        client.upload_blob("demo/wrong", _WrongDigest(b"x" * 1000))
+    error = refused.value
+    assert (error.method, error.status, error.codes) == ("PUT", 400, ("DIGEST_INVALID",))
+    assert error.url is not None and error.url.startswith(f"http://{registry.host}/v2/demo/wrong/blobs/uploads/")
+    with client_for(registry) as client, pytest.raises(RegistryError) as missing:
+        client.get_manifest("demo/wrong", "no-such-tag")
+    assert (missing.value.method, missing.value.status) == ("GET", 404)
+    assert "MANIFEST_UNKNOWN" in missing.value.codes or "NAME_UNKNOWN" in missing.value.codes
+
+
+def test_error_urls_never_carry_credentials() -> None:
+    error = RegistryError("x", url="https://user:s3cret@registry.example:5000/v2/a/manifests/b?digest=sha256:1")
+    assert error.url == "https://registry.example:5000/v2/a/manifests/b?digest=sha256:1"
+    assert RegistryError("x", url="http://[::1]:5000/v2/").url == "http://[::1]:5000/v2/"

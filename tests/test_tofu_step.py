@@ -144,14 +144,14 @@ def test_replacing_a_protected_resource_is_refused_until_allowed(fixture_root: R
         ("terraform_data.cluster", "replace")
     ]
 
-    with pytest.raises(tofu.DestroyRefused) as refused:
+    with pytest.raises(tofu.DestroyRefusedError) as refused:
         tofu.apply(root, options)
     assert "terraform_data.cluster (replace" in refused.value.message
     assert "--allow-destroy" in refused.value.message
     assert _serial(root) == serial
     assert tofu.outputs(root).cluster_name == "llm-dev"
 
-    with pytest.raises(tofu.DestroyRefused):
+    with pytest.raises(tofu.DestroyRefusedError):
         tofu.apply(root, options, allow_destroy=["terraform_data.cpu_pool"])
 
     applied = tofu.apply(root, options, allow_destroy=["terraform_data.cluster"])
@@ -163,7 +163,7 @@ def test_destroying_a_protected_resource_is_refused(fixture_root: Root, tmp_path
     root = fixture_root("platform")
     tofu.apply(root)
     options = _vars(tmp_path, "drop", "keep_registry = false\n")
-    with pytest.raises(tofu.DestroyRefused) as refused:
+    with pytest.raises(tofu.DestroyRefusedError) as refused:
         tofu.apply(root, options)
     assert "terraform_data.registry[0] (delete" in refused.value.message
     assert tofu.outputs(root).registry_url.endswith("/modelcars")

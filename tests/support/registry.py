@@ -42,6 +42,11 @@ class Registry:
     def storage(self) -> Path:
         return self.root / "storage"
 
+    def blob_path(self, digest: str) -> Path:
+        """Where the registry's filesystem driver keeps the bytes of `digest`."""
+        hex_digest = digest.removeprefix("sha256:")
+        return self.storage / "docker/registry/v2/blobs/sha256" / hex_digest[:2] / hex_digest / "data"
+
     @property
     def log_path(self) -> Path:
         return self.root / "registry.log"

@@ -1,7 +1,4 @@
-"""Where llm-platform keeps its caches (digest cache, publish receipts, CRDs, CRD schemas).
-
-Standard library only: the publish receipt check reads it before anything heavy is imported.
-"""
+"""Where llm-platform keeps its caches (digest cache, CRDs, CRD schemas): one root for all of them."""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
-"""Typed errors. Every failure the pipeline expects ends as one of these: one clear message, one exit code."""
+"""Typed errors, all in one place. Every failure the pipeline expects ends as one of these: one clear
+message, one exit code (2: the user's input; 1: a tool or a service; 3: a conflict)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 
 class PlatformError(Exception):
@@ -22,15 +26,79 @@ class InputError(PlatformError):
     exit_code = 2
 
 
+class InvalidReferenceError(InputError, ValueError):
+    """A malformed image reference. Also a ValueError, so a pydantic validator reports it against its field."""
+
+
+class CouldNotRunError(InputError):
+    """A command could not start its work (missing input, renderer or configuration)."""
+
+
 class ToolError(PlatformError):
     """An external tool (git, tofu, kubectl, skopeo, ...) is missing or failed."""
 
 
+class GitError(ToolError):
+    """A git command failed; `stderr` is kept (token masked) so callers can classify push rejections."""
+
+    def __init__(self, message: str, stderr: str = "", stdout: str = "") -> None:
+        super().__init__(message)
+        self.stderr = stderr
+        self.stdout = stdout
+
+
+def url_without_credentials(url: str) -> str:
+    """`url` with any `user:password@` removed: what an error may carry."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 class RegistryError(PlatformError):
-    """An OCI registry refused, failed or could not be reached."""
+    """An OCI registry refused, failed or could not be reached.
+
+    When it answered, `method`, `url` (never with credentials), `status` and the OCI error `codes` of its
+    body (`DIGEST_INVALID`, `BLOB_UNKNOWN`, ...) say what; callers decide on those, never on the text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        status: int | None = None,
+        codes: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url_without_credentials(url) if url else None
+        self.status = status
+        self.codes: tuple[str, ...] = tuple(codes)
+
+
+class StaleDigestError(RegistryError):
+    """The registry refused a layer streamed under a digest recorded earlier: the file has changed since."""
+
+    def __init__(self, message: str, *, path: str, cause: RegistryError) -> None:
+        super().__init__(message, method=cause.method, url=cause.url, status=cause.status, codes=cause.codes)
+        self.path = path
 
 
 class ConflictError(PlatformError):
     """Someone else changed what we were about to change; nothing was overwritten."""
 
     exit_code = 3
+
+
+class SpliceVerificationError(PlatformError):
+    """An edited text is not the intended edit; nothing is written."""
+
+
+class DestroyRefusedError(PlatformError):
+    """A plan destroys or replaces a protected resource that `--allow-destroy` does not name."""

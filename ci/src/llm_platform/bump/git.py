@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from llm_platform.errors import ToolError
+from llm_platform.errors import GitError, ToolError
 from llm_platform.logs import get_logger
 
 log = get_logger("bump.git")
@@ -34,14 +34,6 @@ _CREDENTIAL_HELPER = (
     "}; f"
 )
 
-
-class GitError(ToolError):
-    """A git command failed; `stderr` is kept (token masked) so callers can classify push rejections."""
-
-    def __init__(self, message: str, stderr: str = "", stdout: str = "") -> None:
-        super().__init__(message)
-        self.stderr = stderr
-        self.stdout = stdout
 
 
 def mask_secrets(text: str) -> str:

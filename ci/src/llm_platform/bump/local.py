@@ -7,8 +7,6 @@ so an interrupted bump never leaves a half-edited tree or a half-staged commit b
 from __future__ import annotations
 
 import difflib
-import os
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,16 +19,9 @@ from llm_platform.bump.result import BumpResult
 from llm_platform.bump.snapshot import WorktreeSnapshot
 from llm_platform.errors import ConflictError, InputError
 from llm_platform.logs import get_logger
+from llm_platform.oci import atomic_write
 
 log = get_logger("bump.local")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.bump-tmp")
-    tmp.write_bytes(data)
-    if path.exists():
-        os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
-    tmp.replace(path)
 
 
 def _apply(root: Path, files: Mapping[str, bytes], originals: Mapping[str, bytes | None]) -> None:
@@ -41,7 +32,7 @@ def _apply(root: Path, files: Mapping[str, bytes], originals: Mapping[str, bytes
     written: list[str] = []
     try:
         for rel, data in sorted(files.items()):
-            _write_atomically(root / rel, data)
+            atomic_write(root / rel, data)
             written.append(rel)
     except BaseException:
         _restore(root, {rel: originals[rel] for rel in written})
@@ -53,7 +44,7 @@ def _restore(root: Path, originals: Mapping[str, bytes | None]) -> None:
         if data is None:
             (root / rel).unlink(missing_ok=True)
         else:
-            _write_atomically(root / rel, data)
+            atomic_write(root / rel, data)
 
 
 def unified_diff(originals: Mapping[str, bytes | None], files: Mapping[str, bytes]) -> str:

@@ -24,7 +24,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from llm_platform.bump.refs import DIGEST_RE, RepositoryMatcher
+from llm_platform.bump.refs import RepositoryMatcher
+from llm_platform.oci import DIGEST_RE
 
 _STR_TAG = "tag:yaml.org,2002:str"
 # Keys whose value may be a bare repository next to a `digest:` field.

@@ -16,7 +16,8 @@ from llm_platform.bump.splice import splice_digests, verify_splice
 from llm_platform.errors import InputError
 from llm_platform.logs import get_logger
 from llm_platform.modelcar.lock import ModelLock, lock_relpath_for, parse_lock, render_lock
-from llm_platform.modelcar.spec import SHA1_RE, ModelcarSpec, load_spec, spec_sha256
+from llm_platform.modelcar.spec import ModelcarSpec, load_spec, spec_sha256
+from llm_platform.oci import GIT_COMMIT_RE
 
 log = get_logger("bump")
 
@@ -80,15 +81,15 @@ def _resolve_hf_commit(
     hf_commit: str | None, spec: ModelcarSpec, lock: ModelLock | None, image: PinnedImage
 ) -> str:
     if hf_commit:
-        if not SHA1_RE.match(hf_commit):
+        if not GIT_COMMIT_RE.match(hf_commit):
             raise InputError(f"--hf-commit: {hf_commit!r} is not a 40-hex commit sha")
         pinned = spec.huggingface.revision
-        if SHA1_RE.match(pinned) and pinned != hf_commit:
+        if GIT_COMMIT_RE.match(pinned) and pinned != hf_commit:
             raise InputError(
                 f"--hf-commit {hf_commit} contradicts spec {spec.name!r}, which pins huggingface.revision {pinned}"
             )
         return hf_commit
-    if SHA1_RE.match(spec.huggingface.revision):
+    if GIT_COMMIT_RE.match(spec.huggingface.revision):
         return spec.huggingface.revision
     if lock is not None and lock.image == str(image):
         return lock.hf_commit

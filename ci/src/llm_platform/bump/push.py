@@ -13,14 +13,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_platform.bump.git import Git, GitError
+from llm_platform.bump.git import Git
 from llm_platform.bump.guard import ReadState, check_expected
 from llm_platform.bump.message import commit_message
 from llm_platform.bump.plan import Layout, plan_bump
 from llm_platform.bump.refs import PinnedImage
 from llm_platform.bump.result import BumpResult
 from llm_platform.bump.snapshot import CommitSnapshot
-from llm_platform.errors import InputError, ToolError
+from llm_platform.errors import GitError, InputError, ToolError
 from llm_platform.logs import get_logger
 
 log = get_logger("bump.push")

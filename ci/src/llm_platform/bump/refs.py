@@ -10,12 +10,10 @@ import re
 from dataclasses import dataclass
 
 from llm_platform.errors import InputError
+from llm_platform.oci import DIGEST_PATTERN, DIGEST_RE
+from llm_platform.registry.reference import TAG_PATTERN, parse_reference
 
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _SCHEME = r"[a-z][a-z0-9+.-]*://"
-# Characters that may continue a repository name; used to tell `REPO` from `REPO-other` in free text.
-REPOSITORY_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789._-/"
 
 
 @dataclass(frozen=True)
@@ -30,26 +28,17 @@ class PinnedImage:
 
 
 def parse_pinned_image(text: str, *, what: str = "--ref") -> PinnedImage:
-    """Parse `REGISTRY/REPO@sha256:<64 hex>`; a tag is refused because the lock and the trailers pin digests."""
-    repository, at, digest = text.strip().rpartition("@")
-    if not at or not repository:
-        raise InputError(
-            f"{what}: {text!r} is not digest-pinned; expected REGISTRY/REPOSITORY@sha256:<64 hex>"
-        )
-    if not DIGEST_RE.match(digest):
-        raise InputError(
-            f"{what}: {text!r} has an invalid digest {digest!r}; expected sha256:<64 lowercase hex>"
-        )
-    if "://" in repository:
-        raise InputError(
-            f"{what}: {text!r} must not carry a URL scheme; give REGISTRY/REPOSITORY@sha256:<hex>"
-        )
-    last = repository.rsplit("/", 1)[-1]
-    if ":" in last:
+    """Parse `REGISTRY/REPO@sha256:<64 hex>` with the image-reference grammar; a tag is refused because the lock
+    and the trailers pin digests. The repository is kept as written: it is what the tree spells."""
+    ref = parse_reference(text.strip(), what=what)
+    if ref.digest is None:
+        raise InputError(f"{what}: {text!r} is not digest-pinned; expected REGISTRY/REPOSITORY@sha256:<64 hex>")
+    if ref.tag is not None:
         raise InputError(f"{what}: {text!r} carries a tag; give REGISTRY/REPOSITORY@sha256:<hex> without one")
-    if "/" not in repository or repository != repository.lower() or any(c.isspace() for c in repository):
-        raise InputError(f"{what}: {text!r} has an invalid repository {repository!r}")
-    return PinnedImage(repository=repository, digest=digest)
+    repository = text.strip().rpartition("@")[0]
+    if "/" not in repository:
+        raise InputError(f"{what}: {text!r} names no registry; give REGISTRY/REPOSITORY@sha256:<hex>")
+    return PinnedImage(repository=repository, digest=ref.digest)
 
 
 def parse_digest(text: str, *, what: str = "--expect") -> str:
@@ -75,7 +64,7 @@ class RepositoryMatcher:
         self.repository = repository
         self._value_re = re.compile(
             rf"^(?P<scheme>{_SCHEME})?{re.escape(repository)}"
-            rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>sha256:[0-9a-f]{{64}}))?$"
+            rf"(?::(?P<tag>{TAG_PATTERN}))?(?:@(?P<digest>{DIGEST_PATTERN}))?$"
         )
         # A mention in free text (comments, args, annotations): REPO not followed by more name characters.
         self._mention_re = re.compile(rf"{re.escape(repository)}(?![a-z0-9_/]|[.-][a-z0-9])")

@@ -14,11 +14,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from llm_platform.bump.locate import Reference, YamlParseError, compose_documents, scan_text
 from llm_platform.bump.refs import RepositoryMatcher
-from llm_platform.errors import PlatformError
-
-
-class SpliceVerificationError(PlatformError):
-    """The edited text is not the intended edit; nothing is written."""
+from llm_platform.errors import SpliceVerificationError
 
 
 def splice_digests(text: str, references: Sequence[Reference], new_digest: str) -> str:

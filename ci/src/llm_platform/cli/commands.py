@@ -41,8 +41,7 @@ def run(args: list[str]) -> int:
     command = typer.main.get_command(app)
     try:
         # standalone mode: usage errors print the usage line and exit 2, whatever click typer ships.
-        # `obj` hands the raw arguments to commands that key a cache on them (publish receipts).
-        command.main(args=args, prog_name="llm-platform", standalone_mode=True, obj={"args": list(args)})
+        command.main(args=args, prog_name="llm-platform", standalone_mode=True)
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)

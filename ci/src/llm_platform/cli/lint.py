@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from llm_platform.errors import PlatformError
+from llm_platform.errors import CouldNotRunError, PlatformError
 from llm_platform.logs import get_logger
 
 log = get_logger("lint")
@@ -19,10 +19,6 @@ class OutputFormat(str, Enum):
     text = "text"
     json = "json"
     sarif = "sarif"
-
-
-class CouldNotRun(PlatformError):
-    exit_code = 2
 
 
 def lint(
@@ -55,7 +51,7 @@ def lint(
         report = run_lint(paths or [Path("gitops")], crd_dirs=crds or [], kubernetes_version=kubernetes_version,
                           config=cfg)
     except PlatformError as exc:
-        raise CouldNotRun(str(exc)) from exc
+        raise CouldNotRunError(str(exc)) from exc
     sys.stdout.write(FORMATS[output_format.value](report))
     cov = report.coverage
     log.info("lint: %d finding(s) (%d error(s)) in %d file(s), %d object(s); schemas: %d built-in, %d CRD; "

@@ -4,15 +4,32 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from llm_platform.modelcar.prepare import SourceOptions
 
 app = typer.Typer(
     name="modelcar",
     help="Modelcars: OCI images carrying a model's weights under /models (KServe oci://).",
     no_args_is_help=True,
 )
+
+
+def source_options(
+    spec: Path, *, source_dir: Path | None, base: str | None, platform: str, hf_token: str | None,
+    cache_dir: Path | None, no_cache: bool,
+) -> SourceOptions:
+    """The options `build` and `publish` share; the digest cache is on unless --no-cache."""
+    from pydantic import SecretStr
+
+    from llm_platform.modelcar.digest_cache import default_cache_dir
+    from llm_platform.modelcar.prepare import SourceOptions
+
+    return SourceOptions(spec=spec, source_dir=source_dir, base=base, platform=platform,
+                         hf_token=SecretStr(hf_token) if hf_token else None, cache_dir=None if no_cache else cache_dir or default_cache_dir())
 
 
 @app.command("build")
@@ -59,8 +76,9 @@ def build(
     from llm_platform.modelcar.build import build_layout  # core imported on use: the CLI starts fast
 
     result = build_layout(
-        spec, output=output, source_dir=source_dir, base=base, platform=platform, hf_token=hf_token,
-        cache_dir=cache_dir, use_cache=not no_cache,
+        source_options(spec, source_dir=source_dir, base=base, platform=platform, hf_token=hf_token,
+                       cache_dir=cache_dir, no_cache=no_cache),
+        output=output,
     )
     typer.echo(result.model_dump_json(indent=2) if as_json else result.reference)
 

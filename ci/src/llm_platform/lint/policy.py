@@ -7,8 +7,9 @@ from typing import Any
 
 from llm_platform.lint.tree import K8sObject, Tree
 from llm_platform.lint.workloads import GPU, QUEUE_LABEL, PodSpecRef, gpu_count, pod_specs, uses_gpu
+from llm_platform.oci import DIGEST_PATTERN
 
-DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+DIGEST = re.compile(rf"@{DIGEST_PATTERN}$")
 _IMAGE_KINDS_WITH_CONTAINERS = {"ServingRuntime", "ClusterServingRuntime"}
 
 

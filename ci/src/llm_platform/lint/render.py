@@ -58,13 +58,6 @@ def _local_refs(data: dict[str, Any]) -> tuple[list[str], list[str]]:
     return resources, patches
 
 
-def find_kustomization_file(d: Path) -> Path | None:
-    for name in KUSTOMIZATION_NAMES:
-        if (d / name).is_file():
-            return d / name
-    return None
-
-
 def discover(kustomization_data: dict[Path, dict[str, Any]]) -> dict[Path, Kustomization]:
     """`kustomization_data`: kustomization file → its parsed content. Resolves references transitively."""
     by_dir: dict[Path, Kustomization] = {}

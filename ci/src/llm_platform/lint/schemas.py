@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from referencing import Registry, Resource
 
 from llm_platform.errors import InputError
 from llm_platform.lint.structural import JsonPath, SchemaError, StructuralValidator
+from llm_platform.oci import atomic_write
 
 _BUILTIN_GROUPS = {
     "", "apps", "batch", "autoscaling", "policy", "extensions", "admissionregistration.k8s.io", "apiextensions.k8s.io",
@@ -233,9 +233,7 @@ class CrdStore:
             return
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(docs))
-            tmp.replace(p)
+            atomic_write(p, json.dumps(docs).encode())
         except OSError:
             pass  # the cache is only an optimisation
 

@@ -16,18 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from llm_platform.errors import InputError, PlatformError
-from llm_platform.modelcar.blob import (
+from llm_platform.modelcar.blob import Blob, StreamBlob, read_file_chunks
+from llm_platform.oci import (
+    ANNOTATION_REF_NAME,
+    DIGEST_RE,
     DOCKER_TO_OCI,
     INDEX_TYPES,
     MANIFEST_TYPES,
-    Blob,
-    StreamBlob,
-    read_file_chunks,
     sha256_digest,
 )
-from llm_platform.registry.reference import DIGEST_RE, ImageReference, parse_reference
+from llm_platform.registry.reference import ImageReference, parse_reference
 
-REF_NAME = "org.opencontainers.image.ref.name"
 _PLATFORM_RE = re.compile(r"^(?P<os>[a-z0-9]+)/(?P<arch>[a-z0-9_]+)(?:/(?P<variant>[a-z0-9]+))?$")
 
 
@@ -217,7 +216,7 @@ def _layout(reference: str, platform: Platform) -> BaseImage:
     reader = _LayoutReader(root)
     entries = index.get("manifests") or []
     if tag is not None:
-        entries = [e for e in entries if (e.get("annotations") or {}).get(REF_NAME) == tag]
+        entries = [e for e in entries if (e.get("annotations") or {}).get(ANNOTATION_REF_NAME) == tag]
         if not entries:
             raise InputError(f"--base {reference}: no image tagged {tag!r} in the layout")
     if len(entries) != 1:
@@ -225,7 +224,7 @@ def _layout(reference: str, platform: Platform) -> BaseImage:
             entries = [_select_platform(index, platform, reader.origin)]
         else:
             tags = sorted(
-                (e.get("annotations") or {}).get(REF_NAME, "?") for e in index.get("manifests") or []
+                (e.get("annotations") or {}).get(ANNOTATION_REF_NAME, "?") for e in index.get("manifests") or []
             )
             raise InputError(
                 f"--base {reference}: the layout holds {len(entries)} images; name one of {tags}"

@@ -8,34 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from llm_platform.errors import PlatformError
+from llm_platform.oci import sha256_digest
 
 CHUNK = 1 << 20
-
-MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-MEDIA_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-INDEX_TYPES = (MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST)
-MANIFEST_TYPES = (MEDIA_OCI_MANIFEST, MEDIA_DOCKER_MANIFEST)
-# Docker media types of the same bytes, renamed so the result is a pure OCI image.
-DOCKER_TO_OCI = {
-    "application/vnd.docker.image.rootfs.diff.tar.gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
-    "application/vnd.docker.image.rootfs.diff.tar": MEDIA_OCI_LAYER,
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-}
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def canonical_json(value: Any) -> bytes:
-    """Byte-stable JSON: sorted keys, no spaces, UTF-8."""
-    import json
-
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 class Blob:
@@ -44,7 +19,11 @@ class Blob:
 
     def __init__(self, media_type: str, annotations: dict[str, str] | None = None) -> None:
         self.media_type = media_type
-        self.annotations: dict[str, str] = dict(annotations or {})
+        self._annotations: dict[str, str] = dict(annotations or {})
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return self._annotations
 
     @property
     def digest(self) -> str:

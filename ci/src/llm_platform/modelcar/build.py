@@ -6,15 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from llm_platform.logs import get_logger
-from llm_platform.modelcar import digest_cache
-from llm_platform.modelcar.base_image import load_base, parse_platform
-from llm_platform.modelcar.image import plan_image
 from llm_platform.modelcar.layout import write_layout
-from llm_platform.modelcar.source import open_source
-from llm_platform.modelcar.spec import load_spec
-
-log = get_logger("modelcar.build")
+from llm_platform.modelcar.prepare import SourceOptions, prepare
 
 
 class BuiltFile(BaseModel):
@@ -40,50 +33,22 @@ class BuildResult(BaseModel):
     files: list[BuiltFile]
 
 
-def build_layout(
-    spec_path: Path,
-    *,
-    output: Path,
-    source_dir: Path | None = None,
-    base: str | None = None,
-    platform: str = "linux/amd64",
-    hf_token: str | None = None,
-    cache_dir: Path | None = None,
-    use_cache: bool = False,
-) -> BuildResult:
-    """Build the modelcar of `spec_path` into the OCI layout `output`.
+def build_layout(options: SourceOptions, *, output: Path) -> BuildResult:
+    """Build the modelcar of `options.spec` into the OCI layout `output` (replacing an earlier layout there).
 
-    `base` overrides the spec's base (a digest-pinned registry reference or `oci:DIR[:TAG]`);
-    `source_dir` replaces the hub download with a local directory. With `use_cache`, the digests of local
-    files go to the digest cache (`cache_dir`, else the default one) for a later publish.
+    With `options.cache_dir`, the digests learnt from local files go to the digest cache for a later publish.
     """
-    spec = load_spec(spec_path)
-    resolved_platform = parse_platform(platform)
-    base_ref = base or spec.image.base
-    base_image = load_base(base_ref, resolved_platform)
-    source = open_source(spec, source_dir=source_dir, token=hf_token)
-    log.info(
-        "building %s: %d files from %s on %s (%s)",
-        spec.name,
-        len(source.files),
-        source.location,
-        base_ref,
-        resolved_platform,
-    )
-    cache = digest_cache.LayerDigestCache((cache_dir or digest_cache.default_cache_dir()) if use_cache else None)
-    before = digest_cache.identities(source, cache)
-    plan = plan_image(spec, source, base_image, platform=str(resolved_platform))
+    prepared = prepare(options)
+    plan = prepared.plan()
     digest = write_layout(plan, output)
-    if use_cache:
-        digest_cache.remember(plan, source, cache, before)
-        cache.save()
+    prepared.remember(plan)
     return BuildResult(
-        spec=spec.name,
-        reference=f"{spec.image.repository}@{digest}",
+        spec=prepared.spec.name,
+        reference=f"{prepared.spec.image.repository}@{digest}",
         manifest_digest=digest,
         layout=str(output),
-        revision=source.revision,
-        base=base_ref,
-        base_digest=base_image.manifest_digest,
+        revision=prepared.source.revision,
+        base=prepared.base_ref,
+        base_digest=prepared.base.manifest_digest,
         files=[BuiltFile(path=f.path, size=f.size, sha256=f.sha256) for f in plan.model_files],
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Collection
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from llm_platform.logs import get_logger
 from llm_platform.modelcar import tar_layer
 from llm_platform.modelcar.image import ImagePlan
 from llm_platform.modelcar.source import ModelSource
+from llm_platform.oci import atomic_write
 
 log = get_logger("modelcar.digest_cache")
 
@@ -87,9 +87,7 @@ class LayerDigestCache:
             data = {"files": dict(list(merged.files.items())[-self.MAX_ENTRIES:]),
                     "layers": dict(list(merged.layers.items())[-self.MAX_ENTRIES:]),
                     "paths": dict(list(merged.paths.items())[-self.MAX_ENTRIES:])}
-            staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
-            staging.write_text(json.dumps(data))
-            staging.replace(self.path)
+            atomic_write(self.path, json.dumps(data).encode())
         except OSError as exc:  # a cache is an optimisation: never fail a publish over it
             log.warning("could not update digest cache %s: %s", self.path, exc.strerror)
 

@@ -17,45 +17,25 @@ from typing import Any
 from llm_platform.errors import PlatformError
 from llm_platform.modelcar import tar_layer
 from llm_platform.modelcar.base_image import BaseImage, Platform, load_base, parse_platform
-from llm_platform.modelcar.blob import (
-    MEDIA_OCI_CONFIG,
-    MEDIA_OCI_LAYER,
-    MEDIA_OCI_MANIFEST,
-    Blob,
-    BytesBlob,
-    canonical_json,
-    sha256_digest,
-)
+from llm_platform.modelcar.blob import Blob, BytesBlob
 from llm_platform.modelcar.paths import check_model_path, check_no_collisions
 from llm_platform.modelcar.source import ModelFile, ModelSource
 from llm_platform.modelcar.spec import ModelcarSpec
-
-__all__ = [
-    "ANNOTATION_BASE_DIGEST",
-    "ANNOTATION_FILE_PATH",
-    "ANNOTATION_FILE_SHA256",
-    "ANNOTATION_HF_REPO",
-    "ANNOTATION_REVISION",
-    "ANNOTATION_SOURCE",
-    "ANNOTATION_SPEC",
-    "ANNOTATION_TITLE",
-    "Blob",
-    "ImagePlan",
-    "ModelFile",
-    "ModelLayer",
-    "plan_image",
-    "reuse_from_manifest",
-    "write_layout",
-]
-
-ANNOTATION_TITLE = "org.opencontainers.image.title"
-ANNOTATION_SOURCE = "org.opencontainers.image.source"
-ANNOTATION_REVISION = "org.opencontainers.image.revision"
-ANNOTATION_BASE_DIGEST = "org.opencontainers.image.base.digest"
-ANNOTATION_SPEC = "io.llm-platform.modelcar.spec"
-ANNOTATION_HF_REPO = "io.llm-platform.modelcar.hf-repo"
-ANNOTATION_FILE_PATH = "io.llm-platform.modelcar.file.path"
-ANNOTATION_FILE_SHA256 = "io.llm-platform.modelcar.file.sha256"
+from llm_platform.oci import (
+    ANNOTATION_BASE_DIGEST,
+    ANNOTATION_FILE_PATH,
+    ANNOTATION_FILE_SHA256,
+    ANNOTATION_HF_REPO,
+    ANNOTATION_REVISION,
+    ANNOTATION_SOURCE,
+    ANNOTATION_SPEC,
+    ANNOTATION_TITLE,
+    OCI_CONFIG,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    canonical_json,
+    sha256_digest,
+)
 
 
 class ModelLayer(Blob):
@@ -64,7 +44,7 @@ class ModelLayer(Blob):
     verifies_digest = True  # open() learns or checks the digest over the bytes it yields
 
     def __init__(self, model_file: ModelFile, known: tuple[str, int] | None = None) -> None:
-        super().__init__(MEDIA_OCI_LAYER)
+        super().__init__(OCI_LAYER)
         self.model_file = model_file
         self._size = tar_layer.layer_size(model_file.path, model_file.size)
         self._digest: str | None = None
@@ -96,10 +76,6 @@ class ModelLayer(Blob):
             ANNOTATION_FILE_PATH: path,
             ANNOTATION_FILE_SHA256: self.model_file.sha256,
         }
-
-    @annotations.setter
-    def annotations(self, value: dict[str, str]) -> None:
-        pass  # derived from the file; Blob.__init__ assigns an empty dict
 
     def open(self) -> Iterator[bytes]:
         hasher, count = hashlib.sha256(), 0
@@ -154,13 +130,13 @@ class ImagePlan:
         rootfs = config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
         # Uncompressed tar layers: the diff_id is the blob digest.
         rootfs["diff_ids"] = [*rootfs.get("diff_ids", []), *(layer.digest for layer in self.model_layers)]
-        return BytesBlob(MEDIA_OCI_CONFIG, canonical_json(config))
+        return BytesBlob(OCI_CONFIG, canonical_json(config))
 
     @cached_property
     def manifest_bytes(self) -> bytes:
         manifest = {
             "schemaVersion": 2,
-            "mediaType": MEDIA_OCI_MANIFEST,
+            "mediaType": OCI_MANIFEST,
             "config": self.config.descriptor(),
             "layers": [layer.descriptor() for layer in self.layers],
             "annotations": dict(sorted(self.annotations.items())),
@@ -211,9 +187,3 @@ def reuse_from_manifest(manifest: Mapping[str, Any]) -> dict[tuple[str, str], tu
             )
     return reuse
 
-
-def write_layout(plan: ImagePlan, out_dir: Any) -> str:
-    """Write `plan` as an OCI image layout in `out_dir`; return the manifest digest."""
-    from llm_platform.modelcar.layout import write_layout as _write
-
-    return _write(plan, out_dir)

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 
 from llm_platform.errors import InputError, PlatformError
 from llm_platform.logs import get_logger
-from llm_platform.modelcar.blob import MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, Blob, BytesBlob, canonical_json
+from llm_platform.modelcar.blob import Blob, BytesBlob
+from llm_platform.oci import ANNOTATION_REF_NAME, OCI_INDEX, OCI_LAYOUT_VERSION, OCI_MANIFEST, canonical_json
 
 if TYPE_CHECKING:
     from llm_platform.modelcar.image import ImagePlan
 
 log = get_logger("modelcar.layout")
-REF_NAME = "org.opencontainers.image.ref.name"
-OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
+OCI_LAYOUT = {"imageLayoutVersion": OCI_LAYOUT_VERSION}
 
 
 def _write_blob(blobs: Path, blob: Blob) -> None:
@@ -84,15 +84,15 @@ def write_layout(plan: ImagePlan, out_dir: Path | str, *, tag: str | None = None
             _write_blob(blobs, layer)
             written.add(layer.digest)
         _write_blob(blobs, plan.config)
-        manifest_blob = BytesBlob(MEDIA_OCI_MANIFEST, plan.manifest_bytes)
+        manifest_blob = BytesBlob(OCI_MANIFEST, plan.manifest_bytes)
         _write_blob(blobs, manifest_blob)
         descriptor = {
-            "mediaType": MEDIA_OCI_MANIFEST,
+            "mediaType": OCI_MANIFEST,
             "digest": manifest_blob.digest,
             "size": manifest_blob.size,
-            "annotations": {REF_NAME: tag or plan.spec.name},
+            "annotations": {ANNOTATION_REF_NAME: tag or plan.spec.name},
         }
-        index_doc = {"schemaVersion": 2, "mediaType": MEDIA_OCI_INDEX, "manifests": [descriptor]}
+        index_doc = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor]}
         (staging / "index.json").write_bytes(canonical_json(index_doc))
         (staging / "oci-layout").write_text(json.dumps(OCI_LAYOUT))
         os.chmod(staging, 0o755)

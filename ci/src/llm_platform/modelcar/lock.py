@@ -14,13 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llm_platform.errors import InputError
 from llm_platform.modelcar.spec import load_spec, spec_sha256
+from llm_platform.oci import DIGEST_PATTERN, GIT_COMMIT_RE, SHA256_HEX_RE
 
 LOCK_SUFFIX = ".lock.json"
 
-_SHA256_HEX = r"^[0-9a-f]{64}$"
-_GIT_COMMIT = r"^[0-9a-f]{40}$"
 # REPOSITORY@sha256:<hex>: a lock pins by digest only; a tag would not be a lock.
-_PINNED_IMAGE = r"^[^\s@]+@sha256:[0-9a-f]{64}$"
+_PINNED_IMAGE = rf"^[^\s@]+@{DIGEST_PATTERN}$"
 
 
 class ModelLock(BaseModel):
@@ -29,9 +28,9 @@ class ModelLock(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     spec_sha256: str = Field(
-        pattern=_SHA256_HEX, description="spec_sha256() of the spec the image was built from"
+        pattern=SHA256_HEX_RE.pattern, description="spec_sha256() of the spec the image was built from"
     )
-    hf_commit: str = Field(pattern=_GIT_COMMIT, description="resolved Hugging Face commit sha of the weights")
+    hf_commit: str = Field(pattern=GIT_COMMIT_RE.pattern, description="resolved Hugging Face commit sha of the weights")
     image: str = Field(pattern=_PINNED_IMAGE, description="REPOSITORY@sha256:<hex> of the pushed modelcar")
 
     @property
@@ -77,13 +76,6 @@ def read_lock(path: Path) -> ModelLock | None:
     if not path.is_file():
         return None
     return parse_lock(path.read_bytes(), source=str(path))
-
-
-def write_lock(path: Path, lock: ModelLock) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves half a lock."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(render_lock(lock))
-    tmp.replace(path)
 
 
 class StaleSpecs(BaseModel):

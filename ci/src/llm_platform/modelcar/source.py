@@ -20,7 +20,8 @@ from typing import Any, BinaryIO
 from llm_platform.errors import InputError, PlatformError
 from llm_platform.logs import get_logger
 from llm_platform.modelcar.paths import check_model_path, check_no_collisions
-from llm_platform.modelcar.spec import SHA1_RE, ModelcarSpec
+from llm_platform.modelcar.spec import ModelcarSpec
+from llm_platform.oci import GIT_COMMIT_RE
 
 log = get_logger("modelcar.source")
 
@@ -222,9 +223,9 @@ def huggingface_source(
     except OSError as exc:
         raise PlatformError(f"{where}: cannot reach the hub: {exc.__class__.__name__}") from None
     commit = info.sha or ""
-    if not SHA1_RE.match(commit):
+    if not GIT_COMMIT_RE.match(commit):
         raise PlatformError(f"{where}: the hub did not resolve the revision to a commit sha")
-    if SHA1_RE.match(revision) and commit != revision:
+    if GIT_COMMIT_RE.match(revision) and commit != revision:
         raise PlatformError(f"{where}: the hub resolved the pinned commit to {commit}")
     log.info("%s resolved to commit %s", where, commit)
     siblings = {s.rfilename: s for s in info.siblings or []}

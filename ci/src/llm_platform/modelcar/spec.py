@@ -21,13 +21,13 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from llm_platform.errors import InputError
-from llm_platform.registry.reference import DIGEST_RE, parse_reference
+from llm_platform.oci import DIGEST_RE, GIT_COMMIT_RE
+from llm_platform.registry.reference import parse_reference
 
 DEFAULT_BASE = (
     "docker.io/library/busybox:1.37.0@sha256:bdf57e528e45e4433820e045b29b4597825a1c9e38353532d90a01445013f82e"
 )
 SPEC_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
-SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 _HF_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SERVED_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 _GIT_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
@@ -35,7 +35,7 @@ _GIT_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
 def check_revision(value: str) -> str:
     """A 40-hex commit sha, or a name git accepts for a branch or tag (the rules of git check-ref-format)."""
-    if SHA1_RE.match(value):
+    if GIT_COMMIT_RE.match(value):
         return value
     problems = []
     if not value:
@@ -157,7 +157,7 @@ class HuggingFaceSource(_Strict):
     @property
     def pins_commit(self) -> bool:
         """True when the revision is a commit sha: the weights can never change under the spec."""
-        return bool(SHA1_RE.match(self.revision))
+        return bool(GIT_COMMIT_RE.match(self.revision))
 
 
 class ImageTarget(_Strict):

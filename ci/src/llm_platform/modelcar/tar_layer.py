@@ -101,9 +101,8 @@ def stream_layer(
     path: str,
     size: int,
     open_source: Callable[[], BinaryIO],
-    on_content: Callable[[bytes], None] | None = None,
 ) -> Iterator[bytes]:
-    """Yield the layer's bytes in chunks of at most 1 MiB; `on_content` sees only the file's own bytes.
+    """Yield the layer's bytes in chunks of at most 1 MiB.
 
     The file must still have the size the header announces: a file that grew or shrank since it was
     listed would give a corrupt layer, so that is an error, not a silent truncation.
@@ -118,8 +117,6 @@ def stream_layer(
                     f"{path}: file is shorter than its recorded {size} bytes (changed during the build?)"
                 )
             remaining -= len(chunk)
-            if on_content is not None:
-                on_content(chunk)
             yield chunk
         if source.read(1):
             raise PlatformError(

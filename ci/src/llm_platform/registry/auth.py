@@ -37,7 +37,6 @@ from llm_platform.registry.reference import DOCKER_HUB, DOCKER_HUB_API_HOST
 log = get_logger("registry.auth")
 
 
-
 class Credentials(BaseModel):
     """A username and secret for one registry; `source` says where they came from (for messages)."""
 
@@ -111,6 +110,17 @@ def _credentials_from_file(path: Path, host: str) -> Credentials | None:
     return None
 
 
+def check_credential_pair(username: str | None, has_password: bool, *, password_flag: str) -> None:
+    """The one credential rule: a registry user and a password go together. `password_flag` names where the
+    password is given (`--password-stdin`, a Dagger `--password`), for the message."""
+    if has_password and not username:
+        raise InputError(f"{password_flag} needs --username (e.g. oauth2accesstoken, _json_key or your user)")
+    if username is not None and not username:
+        raise InputError("--username: empty user name")
+    if username and not has_password:
+        raise InputError(f"--username {username}: give the password with {password_flag}")
+
+
 def resolve_credentials(
     host: str,
     *,
@@ -118,11 +128,17 @@ def resolve_credentials(
     password: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Credentials | None:
-    """Credentials for `host`, or None for anonymous access."""
+    """Credentials for `host`, or None for anonymous access.
+
+    First match wins: `username` with `password` (or, without one, ${PASSWORD_ENV}); ${USERNAME_ENV} with
+    ${PASSWORD_ENV}; the auth files (`auth_file_candidates`).
+    """
     env = os.environ if environ is None else environ
     if username is not None or password is not None:
-        if not username or password is None:
-            raise InputError("--username and a password (--password-stdin or $" + PASSWORD_ENV + ") go together")
+        if username and password is None:
+            password = env.get(PASSWORD_ENV)
+        check_credential_pair(username, password is not None, password_flag=f"--password-stdin or ${PASSWORD_ENV}")
+        assert username is not None and password is not None
         return Credentials(username=username, password=SecretStr(password), source="command line")
     env_user, env_password = env.get(USERNAME_ENV), env.get(PASSWORD_ENV)
     if env_user or env_password:

@@ -22,6 +22,7 @@ from typing import Protocol
 from llm_platform.errors import RegistryError
 from llm_platform.http_client import httpx
 from llm_platform.logs import get_logger
+from llm_platform.oci import MANIFEST_ACCEPT, sha256_digest
 from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV
 from llm_platform.registry.auth import Credentials, RegistryAuth
 from llm_platform.registry.policy import RegistryPolicy, UploadMode, policy_for
@@ -30,11 +31,6 @@ from llm_platform.registry.reference import ImageReference, is_loopback
 
 log = get_logger("registry.client")
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_ACCEPT = f"{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST}, {DOCKER_MANIFEST_LIST}"
 _RANGE_RE = re.compile(r"^(?:bytes=)?(\d+)-(\d+)$")
 
 
@@ -51,7 +47,15 @@ class BlobSource(Protocol):
 
 
 class _Retriable(Exception):
-    """A failure worth another attempt (connection lost, 5xx, 429, 416, an expired token)."""
+    """A failure worth another attempt (connection lost, 5xx, 429, 416, an expired token); `response` is the
+    registry's answer when there was one."""
+
+    def __init__(self, message: str, response: httpx.Response | None = None) -> None:
+        super().__init__(message)
+        self.response = response
+
+    def give_up(self, message: str) -> RegistryError:
+        return response_error(message, self.response) if self.response is not None else RegistryError(message)
 
 
 @dataclass
@@ -62,21 +66,31 @@ class _Upload:
     needs_resync: bool = False
 
 
-def _describe_errors(response: httpx.Response) -> str:
-    """`HTTP 400 DIGEST_INVALID: provided digest did not match uploaded content` from the OCI error body."""
-    text = f"HTTP {response.status_code}"
+def _oci_errors(response: httpx.Response) -> list[tuple[str, str]]:
+    """(code, message) of the OCI error body (`{"errors": [{"code": ..., "message": ...}]}`), at most 3."""
     try:
         body = response.json()
     except (ValueError, httpx.ResponseNotRead):
-        return text
+        return []
     errors = body.get("errors") if isinstance(body, dict) else None
-    if isinstance(errors, list) and errors:
-        parts = []
-        for err in errors[:3]:
-            if isinstance(err, dict):
-                parts.append(f"{err.get('code', '?')}: {err.get('message', '')}".strip())
-        text += " " + "; ".join(parts)
+    if not isinstance(errors, list):
+        return []
+    return [(str(err.get("code", "?")), str(err.get("message", ""))) for err in errors[:3] if isinstance(err, dict)]
+
+
+def _describe_errors(response: httpx.Response) -> str:
+    """`HTTP 400 DIGEST_INVALID: provided digest did not match uploaded content` from the OCI error body."""
+    text = f"HTTP {response.status_code}"
+    errors = _oci_errors(response)
+    if errors:
+        text += " " + "; ".join(f"{code}: {message}".strip() for code, message in errors)
     return text
+
+
+def response_error(message: str, response: httpx.Response) -> RegistryError:
+    """The one place a registry's answer becomes a RegistryError: method, URL, status and OCI codes."""
+    return RegistryError(message, method=response.request.method, url=str(response.request.url),
+                         status=response.status_code, codes=[code for code, _ in _oci_errors(response)])
 
 
 def _transport_reason(exc: Exception) -> str:
@@ -296,19 +310,17 @@ class RegistryClient:
                 response.close()
         if response.status_code == 401:
             if self.credentials is None:
-                raise RegistryError(
+                raise response_error(
                     f"{self.host}: authentication failed for {what}: anonymous access rejected, the registry "
                     f"requires credentials and none were found (log in with podman/docker login, or set "
-                    f"${USERNAME_ENV} and ${PASSWORD_ENV}) ({_describe_errors(response)})"
-                )
-            raise RegistryError(
+                    f"${USERNAME_ENV} and ${PASSWORD_ENV}) ({_describe_errors(response)})", response)
+            raise response_error(
                 f"{self.host}: authentication failed for {what}: user {self.credentials.username!r} "
-                f"(credentials from {self.credentials.source}) rejected ({_describe_errors(response)})"
-            )
+                f"(credentials from {self.credentials.source}) rejected ({_describe_errors(response)})", response)
         if response.status_code == 403:
-            raise RegistryError(f"{self.host}: {what} denied ({_describe_errors(response)})")
+            raise response_error(f"{self.host}: {what} denied ({_describe_errors(response)})", response)
         if response.status_code in (429, 500, 502, 503, 504):
-            raise _Retriable(f"{what}: {_describe_errors(response)}")
+            raise _Retriable(f"{what}: {_describe_errors(response)}", response)
         return response
 
     def _with_retries(self, what: str, action: Callable[[], httpx.Response]) -> httpx.Response:
@@ -319,7 +331,7 @@ class RegistryClient:
             except _Retriable as exc:
                 attempt += 1
                 if attempt > self.retries:
-                    raise RegistryError(f"{self.host}: {exc} (gave up after {attempt} attempts)") from None
+                    raise exc.give_up(f"{self.host}: {exc} (gave up after {attempt} attempts)") from None
                 delay = min(self.backoff * 2 ** (attempt - 1), 8.0)
                 log.debug("%s; retrying in %.1fs", exc, delay)
                 time.sleep(delay)
@@ -328,7 +340,7 @@ class RegistryClient:
         return location if location.startswith(("http://", "https://")) else self.base_url + location
 
     def _unexpected(self, what: str, response: httpx.Response) -> RegistryError:
-        return RegistryError(f"{self.host}: {what} failed: {_describe_errors(response)}")
+        return response_error(f"{self.host}: {what} failed: {_describe_errors(response)}", response)
 
     # -- API --------------------------------------------------------------------------------------------
     def ping(self) -> None:
@@ -376,7 +388,7 @@ class RegistryClient:
             except httpx.TransportError as exc:
                 raise _Retriable(f"{what}: {_transport_reason(exc)}") from exc
             if response.status_code >= 500:
-                raise _Retriable(f"{what}: {_describe_errors(response)}")
+                raise _Retriable(f"{what}: {_describe_errors(response)}", response)
             return response
 
         response = self._with_retries(what, fetch)
@@ -385,7 +397,7 @@ class RegistryClient:
         body = response.content
         if len(body) > max_size:
             raise RegistryError(f"{self.host}: {what}: blob larger than {human_bytes(max_size)}")
-        if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+        if sha256_digest(body) != digest:
             raise RegistryError(f"{self.host}: {what}: content does not match its digest")
         return body
 
@@ -401,9 +413,8 @@ class RegistryClient:
         )
         try:
             if response.status_code == 404:
-                raise RegistryError(
-                    f"{self.host}/{repository}: blob {digest} not found ({_describe_errors(response)})"
-                )
+                raise response_error(
+                    f"{self.host}/{repository}: blob {digest} not found ({_describe_errors(response)})", response)
             if response.status_code != 200:
                 raise self._unexpected(what, response)
             hasher, count = hashlib.sha256(), 0
@@ -432,13 +443,12 @@ class RegistryClient:
             "GET", f"/v2/{repository}/manifests/{reference}", what=what, headers={"Accept": MANIFEST_ACCEPT}
         ))
         if response.status_code == 404:
-            raise RegistryError(
-                f"{self.host}/{repository}: manifest {reference} not found ({_describe_errors(response)})"
-            )
+            raise response_error(
+                f"{self.host}/{repository}: manifest {reference} not found ({_describe_errors(response)})", response)
         if response.status_code != 200:
             raise self._unexpected(what, response)
         body = response.content
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        digest = sha256_digest(body)
         claimed = response.headers.get("docker-content-digest")
         if claimed and claimed != digest:
             raise RegistryError(f"{self.host}: {what}: registry says {claimed} but the body hashes to {digest}")
@@ -466,7 +476,7 @@ class RegistryClient:
         ))
         if response.status_code not in (200, 201):
             raise self._unexpected(what, response)
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        digest = sha256_digest(body)
         claimed = response.headers.get("docker-content-digest")
         if claimed and claimed != digest:
             raise RegistryError(f"{self.host}: {what}: registry stored {claimed}, expected {digest}")
@@ -539,7 +549,7 @@ class RegistryClient:
                 if attempt > self.retries:
                     if self.progress:
                         self.progress.finish(key, "FAILED")
-                    raise RegistryError(
+                    raise exc.give_up(
                         f"{self.host}: upload of {label} failed: {exc} (gave up after {attempt} attempts)"
                     ) from None
                 delay = min(self.backoff * 2 ** (attempt - 1), 8.0)
@@ -649,11 +659,11 @@ class RegistryClient:
                          "Content-Range": f"{state.offset}-{end}"},
             )
             if response.status_code == 416:
-                raise _Retriable(f"{what}: registry reports a different offset (416)")
+                raise _Retriable(f"{what}: registry reports a different offset (416)", response)
             if response.status_code != 202:
                 if response.status_code in (400, 404):  # session unknown or invalid: start a new one
                     state.location = None
-                    raise _Retriable(f"{what}: {_describe_errors(response)}")
+                    raise _Retriable(f"{what}: {_describe_errors(response)}", response)
                 raise self._unexpected(what, response)
             if response.headers.get("location"):
                 state.location = self._absolute(response.headers["location"])
@@ -673,12 +683,12 @@ class RegistryClient:
                               headers={"Content-Type": "application/octet-stream"})
         if response.status_code in (404,):
             state.location = None
-            raise _Retriable(f"{what}: {_describe_errors(response)}")
+            raise _Retriable(f"{what}: {_describe_errors(response)}", response)
         self._check_committed(blob, response, what)
 
     def _check_committed(self, blob: BlobSource, response: httpx.Response, what: str) -> None:
         if response.status_code != 201:
-            raise RegistryError(f"{self.host}: {what} rejected: {_describe_errors(response)}")
+            raise response_error(f"{self.host}: {what} rejected: {_describe_errors(response)}", response)
         claimed = response.headers.get("docker-content-digest")
         if claimed and claimed != blob.digest:
             raise RegistryError(f"{self.host}: {what}: registry stored {claimed}, expected {blob.digest}")

@@ -6,7 +6,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict
 
-from llm_platform.errors import InputError
+from llm_platform.errors import InvalidReferenceError
+from llm_platform.oci import DIGEST_RE
 
 DOCKER_HUB = "docker.io"
 # docker.io is a name, not a host: its API lives elsewhere (docker/distribution reference normalisation).
@@ -14,14 +15,10 @@ DOCKER_HUB_API_HOST = "registry-1.docker.io"
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+TAG_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_TAG_RE = re.compile(rf"^{TAG_PATTERN}$")
 _HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::\d+)?$")
 _MAX_NAME_LENGTH = 255  # REGISTRY/REPOSITORY, the distribution spec's limit
-
-
-class InvalidReferenceError(InputError, ValueError):
-    """A malformed image reference. Also a ValueError, so a pydantic validator reports it against its field."""
 
 
 class ImageReference(BaseModel):

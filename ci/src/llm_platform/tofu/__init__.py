@@ -6,6 +6,7 @@ Public API (used by the CLI and the Dagger module): `plan`, `apply`, `outputs`, 
 
 from __future__ import annotations
 
+from llm_platform.errors import DestroyRefusedError
 from llm_platform.tofu.binary import TofuBinary, find_binary
 from llm_platform.tofu.options import TofuOptions
 from llm_platform.tofu.plan_summary import PlanSummary, ResourceChange
@@ -14,7 +15,6 @@ from llm_platform.tofu.protection import DEFAULT_PROTECTED_TYPES, POLICY_FILE, P
 from llm_platform.tofu.workflow import (
     ApplyResult,
     ChangeCounts,
-    DestroyRefused,
     PlanResult,
     apply,
     init,
@@ -29,7 +29,7 @@ __all__ = [
     "POLICY_FILE",
     "ApplyResult",
     "ChangeCounts",
-    "DestroyRefused",
+    "DestroyRefusedError",
     "PlanResult",
     "PlanSummary",
     "PlatformOutputs",

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from llm_platform.errors import InputError, PlatformError, ToolError
+from llm_platform.errors import DestroyRefusedError, InputError, ToolError
 from llm_platform.logs import get_logger
 from llm_platform.tofu.binary import TofuBinary, find_binary
 from llm_platform.tofu.diagnostics import json_messages, tool_error
@@ -32,10 +32,6 @@ log = get_logger("tofu")
 
 # `-detailed-exitcode`: 0 = no changes, 2 = changes, anything else = failure.
 _NO_CHANGES, _CHANGES = 0, 2
-
-
-class DestroyRefused(PlatformError):
-    """The plan destroys or replaces a protected resource that `--allow-destroy` does not name."""
 
 
 class ChangeCounts(BaseModel):
@@ -214,7 +210,7 @@ def _apply_checked(
         listed = "\n  ".join(
             f"{c.address} ({c.action}{', ' + c.reason if c.reason else ''})" for c in refused
         )
-        raise DestroyRefused(
+        raise DestroyRefusedError(
             f"refusing to apply in {root}: the plan would destroy protected resources:\n  {listed}\n"
             "Nothing was applied. If this is intended, name each one with --allow-destroy ADDRESS."
         )
