@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-# The only module allowed to import dagger (the Dagger module's entry point).
-DAGGER_ADAPTERS = {"llm_platform.main"}
+# The Dagger adapter: the only modules allowed to import dagger (the entry point and the parts of the
+# Dagger module that build containers or declare objects).
+DAGGER_ADAPTERS = {"llm_platform.main", "llm_platform.dagger_module.modelcar", "llm_platform.dagger_module.containers"}
 
 # Runs in a fresh interpreter: a meta-path finder refuses `dagger` and `dagger.*`, then each module is
 # imported; the result is one JSON line {module: null | "ExceptionType: message"}.

@@ -31,9 +31,11 @@ from dagger.mod._converter import to_typedef
 from dagger.mod._resolver import Function
 from dagger.mod._utils import get_doc, get_parent_module_doc
 
-from llm_platform import images
-from llm_platform import main as module
+from llm_platform import dagger_module, images, main
+from llm_platform.dagger_module import commands
+from llm_platform.dagger_module.modelcar import Modelcar, modelcar_from_spec
 from llm_platform.errors import InputError
+from llm_platform.main import LlmPlatform
 from llm_platform.tofu.environments import environment_root
 
 MAIN_FUNCTIONS = {"build_modelcar", "tofu_plan", "tofu_apply", "lint", "bump", "deploy"}
@@ -58,8 +60,18 @@ def mod() -> Module:
     return dagger.mod.default_module()
 
 
+def _is_module_code(module_name: str) -> bool:
+    """The Dagger module's code: the object API in main.py and its parts in the dagger_module package."""
+    return module_name == main.__name__ or module_name.startswith(f"{dagger_module.__name__}.")
+
+
+def _module_sources(repo_root: Path) -> list[Path]:
+    package = repo_root / "ci" / "src" / "llm_platform"
+    return [package / "main.py", *sorted((package / "dagger_module").glob("*.py"))]
+
+
 def _objects(mod: Module) -> dict[str, Any]:
-    return {name: obj for name, obj in mod._objects.items() if obj.cls.__module__ == module.__name__}
+    return {name: obj for name, obj in mod._objects.items() if _is_module_code(obj.cls.__module__)}
 
 
 def _functions(mod: Module) -> list[tuple[str, str, Function]]:
@@ -113,18 +125,18 @@ def test_module_source_files_exist_and_agree(repo_root: Path) -> None:
 def test_main_object_is_registered_under_the_name_the_engine_derives(mod: Module, repo_root: Path) -> None:
     name = _dagger_json(repo_root)["name"]
     main_object = mod.get_object(_pascal(name))
-    assert main_object.cls is module.LlmPlatform
+    assert main_object.cls is LlmPlatform
     # The explicit entry point (what dagger's loader reads first) resolves to the same class.
     project = tomllib.loads((repo_root / "ci" / "pyproject.toml").read_text())
     target = project["project"]["entry-points"]["dagger.mod"]["main_object"]
     module_name, _, attribute = target.partition(":")
-    assert getattr(importlib.import_module(module_name), attribute) is module.LlmPlatform
+    assert getattr(importlib.import_module(module_name), attribute) is LlmPlatform
     installed = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="dagger.mod")}
     assert installed.get("main_object") == target
 
 
 def test_module_description_is_the_package_docstring(mod: Module) -> None:
-    description = get_parent_module_doc(module.LlmPlatform)
+    description = get_parent_module_doc(LlmPlatform)
     assert description and "llm-platform" in description
     assert "Dagger module" in description or "delivery pipeline" in description
 
@@ -175,6 +187,65 @@ def test_every_function_argument_field_and_object_is_documented(mod: Module) -> 
     assert undocumented == []
 
 
+def _object_classes(annotation: Any) -> list[type]:
+    """The classes an annotation names, through X | None and list[X]."""
+    args = typing.get_args(annotation)
+    if args:
+        return [cls for arg in args for cls in _object_classes(arg)]
+    return [annotation] if isinstance(annotation, type) else []
+
+
+def test_every_object_type_is_reachable_from_the_main_object(mod: Module) -> None:
+    # The API reaches an object type only through a function's return type or a field of an object
+    # it already reaches, starting from the main object's constructor.
+    objects = _objects(mod)
+    by_class = {obj.cls: name for name, obj in objects.items()}
+    reachable, pending = set(), ["LlmPlatform"]
+    while pending:
+        name = pending.pop()
+        if name in reachable:
+            continue
+        reachable.add(name)
+        obj = objects[name]
+        hints = typing.get_type_hints(obj.cls)
+        annotations = [fn.return_type for fn in obj.functions.values()]
+        annotations += [hints[field.original_name] for field in obj.fields.values()]
+        pending += [by_class[cls] for a in annotations for cls in _object_classes(a) if cls in by_class]
+    assert reachable == set(objects) == {"LlmPlatform", "Modelcar"}
+
+
+_ENTRY_POINT_PROBE = r"""
+import json
+import dagger
+from dagger.mod.cli import get_entry_point, load_module
+mod = load_module()  # what the runtime does: load the dagger.mod entry point, nothing else
+objects = {name: obj.cls.__module__ for name, obj in mod._objects.items()}
+print(json.dumps({"entry_point": get_entry_point().value, "objects": objects}))
+"""
+
+
+def test_loading_the_entry_point_alone_registers_every_object_type(tmp_path: Path) -> None:
+    # In this process the tests import the module's files themselves; the engine imports only the
+    # entry point, so main.py must import every object type it returns (the SDK registers a class
+    # when its module runs).
+    proc = subprocess.run(
+        [sys.executable, "-B", "-c", _ENTRY_POINT_PROBE],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["entry_point"] == "llm_platform.main:LlmPlatform"
+    assert report["objects"] == {
+        "LlmPlatform": "llm_platform.main",
+        "Modelcar": "llm_platform.dagger_module.modelcar",
+    }
+
+
 def test_the_main_object_constructor_takes_no_required_arguments(mod: Module) -> None:
     constructor = mod.get_object("LlmPlatform").get_constructor(mod._converter)
     assert all(param.is_optional for param in constructor.parameters.values())
@@ -202,15 +273,18 @@ def test_credentials_are_secrets_never_strings(mod: Module) -> None:
 
 
 def test_secrets_reach_containers_only_as_environment_variables(repo_root: Path) -> None:
-    source = (repo_root / "ci" / "src" / "llm_platform" / "main.py").read_text()
-    assert ".plaintext(" not in source
-    assert "set_secret(" not in source
-    tree = ast.parse(source)
-    secret_calls = [
-        node
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and "secret" in node.func.attr
-    ]
+    secret_calls = []
+    for path in _module_sources(repo_root):
+        source = path.read_text()
+        assert ".plaintext(" not in source, path
+        assert "set_secret(" not in source, path
+        secret_calls += [
+            node
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and "secret" in node.func.attr
+        ]
     assert {call.func.attr for call in secret_calls} == {"with_secret_variable"}  # type: ignore[union-attr]
     names = {call.args[0].id for call in secret_calls if isinstance(call.args[0], ast.Name)}  # type: ignore[union-attr]
     assert len(names) == len(secret_calls), "secret variable names are the module's constants"
@@ -228,9 +302,9 @@ def test_secret_variable_names_are_the_ones_the_core_reads() -> None:
     from llm_platform.registry.auth import PASSWORD_ENV
     from llm_platform.tofu.options import SECRET_BACKEND_KEYS
 
-    assert module.REGISTRY_PASSWORD_ENV == PASSWORD_ENV
-    assert module.GIT_TOKEN_ENV == TOKEN_ENV
-    assert module.HF_TOKEN_ENV == "HF_TOKEN"  # huggingface_hub's own variable, also the core's default
+    assert commands.REGISTRY_PASSWORD_ENV == PASSWORD_ENV
+    assert commands.GIT_TOKEN_ENV == TOKEN_ENV
+    assert commands.HF_TOKEN_ENV == "HF_TOKEN"  # huggingface_hub's own variable, also the core's default
     assert "credentials" in SECRET_BACKEND_KEYS  # the core refuses it as a flag: the environment it is
 
 
@@ -335,19 +409,21 @@ def test_functions_that_await_are_async(mod: Module) -> None:
 
 def test_the_modelcar_chain_is_typed(mod: Module) -> None:
     build = mod.get_object("LlmPlatform").functions["build_modelcar"]
-    assert build.return_type is module.Modelcar
+    assert build.return_type is Modelcar
     car = mod.get_object("Modelcar").functions
     assert car["publish"].return_type is str
     assert car["digest"].return_type is str
     assert car["layout"].return_type is dagger.Directory
-    assert to_typedef(build.return_type) == to_typedef(module.Modelcar)
+    assert to_typedef(build.return_type) == to_typedef(Modelcar)
 
 
 def test_modelcar_state_is_serialisable_and_its_typed_init_matches_the_dataclass(repo_root: Path) -> None:
-    fields = [f.name for f in dataclasses.fields(module.Modelcar)]
+    fields = [f.name for f in dataclasses.fields(Modelcar)]
     assert fields == ["name", "repository", "spec", "source_dir", "hf_token", "tools", "freshness"]
     # The TYPE_CHECKING __init__ (for mypy) must list exactly the dataclass fields.
-    tree = ast.parse((repo_root / "ci" / "src" / "llm_platform" / "main.py").read_text())
+    tree = ast.parse(
+        (repo_root / "ci" / "src" / "llm_platform" / "dagger_module" / "modelcar.py").read_text()
+    )
     modelcar = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Modelcar")
     stub = next(
         item
@@ -357,7 +433,7 @@ def test_modelcar_state_is_serialisable_and_its_typed_init_matches_the_dataclass
         if isinstance(item, ast.FunctionDef) and item.name == "__init__"
     )
     assert [arg.arg for arg in stub.args.kwonlyargs] == fields
-    for name, hint in typing.get_type_hints(module.Modelcar).items():
+    for name, hint in typing.get_type_hints(Modelcar).items():
         to_typedef(hint)  # every state attribute crosses calls as JSON or an object ID
         assert name in fields
 
@@ -481,6 +557,53 @@ def test_importing_the_module_does_no_io(tmp_path: Path) -> None:
     assert ["read", "/etc/hostname"] in events and any(e[0] == "subprocess.Popen" for e in events)
 
 
+_BLOCKED_DAGGER_PROBE = r"""
+import importlib, importlib.abc, json, sys
+
+class BlockDagger(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "dagger" or fullname.startswith("dagger."):
+            raise ModuleNotFoundError(f"No module named {fullname!r} (blocked)")
+        return None
+
+sys.meta_path.insert(0, BlockDagger())
+results = {}
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+        results[name] = None
+    except ModuleNotFoundError as exc:
+        results[name] = str(exc)
+print(json.dumps(results))
+"""
+
+
+def test_only_the_object_api_modelcar_and_containers_need_dagger(repo_root: Path) -> None:
+    # The command lines and the models are plain Python (the argv builders are checked against the
+    # CLI and run for real without dagger); every part of the dagger_module package is one or the other.
+    pure = ["llm_platform.dagger_module.commands", "llm_platform.dagger_module.models"]
+    adapters = ["llm_platform.dagger_module.modelcar", "llm_platform.dagger_module.containers"]
+    parts = {path.stem for path in _module_sources(repo_root) if path.parent.name == "dagger_module"}
+    assert parts == {"__init__"} | {name.rpartition(".")[2] for name in pure + adapters}
+    pure.insert(0, "llm_platform.dagger_module")
+    adapters.insert(0, "llm_platform.main")
+    proc = subprocess.run(
+        [sys.executable, "-B", "-c", _BLOCKED_DAGGER_PROBE, *pure, *adapters],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=repo_root,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(repo_root / "ci" / "src")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {name: results[name] for name in pure} == dict.fromkeys(pure)
+    # The control: the blocker really blocks, and these are the files that talk to Dagger.
+    for name in adapters:
+        assert results[name] and "No module named 'dagger" in results[name], name
+
+
 def test_importing_the_module_is_fast(tmp_path: Path) -> None:
     # The engine imports the module for every call; beyond the SDK itself it must cost next to nothing
     # (measured without the audit hook, which slows imports; generous for a loaded 2-core CI box).
@@ -500,9 +623,12 @@ def test_mypy_passes_on_ci_src_against_the_pinned_sdk(repo_root: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # The only tolerated ignores are the SDK's `cache=` overload gap on @function.
-    for number, line in enumerate((repo_root / "ci/src/llm_platform/main.py").read_text().splitlines(), 1):
-        if "type: ignore" in line:
-            assert line.strip().startswith('@function(cache="never")  # type: ignore[call-overload]'), number
+    for path in _module_sources(repo_root):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if "type: ignore" in line:
+                assert line.strip().startswith('@function(cache="never")  # type: ignore[call-overload]'), (
+                    f"{path}:{number}"
+                )
 
 
 def test_uv_lock_matches_the_package_dependencies(repo_root: Path) -> None:
@@ -549,7 +675,7 @@ def test_a_bad_spec_fails_in_process_naming_the_repository_file_line_and_field(
             return spec.read_text()
 
     with pytest.raises(InputError) as caught:
-        anyio.run(module.modelcar_from_spec, HostFile(), None, None)
+        anyio.run(modelcar_from_spec, HostFile(), None, None)
     message = str(caught.value)
     assert re.match(r"^modelcars/minilm-demo\.yaml:\d+: huggingface\.revision: ", message), message
     assert str(tmp_path) not in message and "/tmp" not in message
@@ -584,34 +710,36 @@ def _parse(argv: list[str]) -> tuple[str, dict[str, Any]]:
 
 def test_bump_command_line_is_accepted_by_the_cli(tmp_path: Path) -> None:
     ref = "us-central1-docker.pkg.dev/p/modelcars/minilm-demo@sha256:" + "a" * 64
-    name, params = _parse(module.bump_argv("minilm-demo", ref, str(tmp_path), hf_commit="b" * 40, push=True))
+    name, params = _parse(
+        commands.bump_argv("minilm-demo", ref, str(tmp_path), hf_commit="b" * 40, push=True)
+    )
     assert name == "bump"
     assert params["model"] == "minilm-demo" and params["ref"] == ref and params["repo"] == tmp_path
     assert params["commit"] is True and params["push"] == "origin" and params["hf_commit"] == "b" * 40
     assert params["json_output"] is True  # the module reads the typed BumpResult back
-    _, params = _parse(module.bump_argv("minilm-demo", ref, str(tmp_path)))
+    _, params = _parse(commands.bump_argv("minilm-demo", ref, str(tmp_path)))
     assert params["push"] is None and params["hf_commit"] is None
 
 
 @pytest.mark.parametrize("action", ["plan", "apply", "output"])
 def test_tofu_command_lines_are_accepted_by_the_cli(action: str, tmp_path: Path) -> None:
-    name, params = _parse(module.tofu_argv(action, environment_root("dev")))
+    name, params = _parse(commands.tofu_argv(action, environment_root("dev")))
     assert name == f"tofu {action}"
     assert params["root"] == Path("envs/dev")
 
 
 def test_lint_command_lines_are_accepted_by_the_cli(tmp_path: Path) -> None:
-    name, params = _parse(module.crds_sync_argv("gitops/crds.lock.yaml", str(tmp_path)))
+    name, params = _parse(commands.crds_sync_argv("gitops/crds.lock.yaml", str(tmp_path)))
     assert name == "crds sync"
     assert params["lock"] == Path("gitops/crds.lock.yaml") and params["cache"] == tmp_path
-    name, params = _parse(module.lint_argv("gitops", str(tmp_path)))
+    name, params = _parse(commands.lint_argv("gitops", str(tmp_path)))
     assert name == "lint"
     assert params["paths"] == [Path("gitops")] and params["crds"] == [tmp_path]
 
 
 def test_publish_command_line_is_accepted_by_the_cli(tmp_path: Path) -> None:
     name, params = _parse(
-        module.modelcar_publish_argv("spec.yaml", "registry.example/m", str(tmp_path), "_json_key")
+        commands.modelcar_publish_argv("spec.yaml", "registry.example/m", str(tmp_path), "_json_key")
     )
     assert name == "modelcar publish"
     assert params["to"] == "registry.example/m" and params["username"] == "_json_key"
@@ -621,12 +749,12 @@ def test_publish_command_line_is_accepted_by_the_cli(tmp_path: Path) -> None:
 
 
 def test_changed_command_line_is_accepted_by_the_cli() -> None:
-    name, params = _parse(module.modelcar_changed_argv("modelcars"))
+    name, params = _parse(commands.modelcar_changed_argv("modelcars"))
     assert name == "modelcar changed" and params["modelcars"] == Path("modelcars")
 
 
 def test_build_command_line_is_accepted_by_the_cli(tmp_path: Path) -> None:
-    name, params = _parse(module.modelcar_build_argv("spec.yaml", str(tmp_path / "out"), str(tmp_path)))
+    name, params = _parse(commands.modelcar_build_argv("spec.yaml", str(tmp_path / "out"), str(tmp_path)))
     assert name == "modelcar build"
     assert (
         params["output"] == tmp_path / "out"

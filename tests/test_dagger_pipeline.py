@@ -23,9 +23,11 @@ import anyio
 import pytest
 from pydantic import ValidationError
 
-from llm_platform import main as module
+from llm_platform import images
 from llm_platform.bump.result import BumpResult
+from llm_platform.dagger_module import commands, containers
 from llm_platform.errors import InputError
+from llm_platform.main import LlmPlatform
 from llm_platform.modelcar.lock import ModelLock, render_lock
 from llm_platform.modelcar.spec import load_spec, spec_sha256
 from llm_platform.tofu import PlanResult, PlanSummary, PlatformOutputs, ServiceAccounts, TofuBinary
@@ -199,7 +201,7 @@ def work(tmp_path: Path, repo_root: Path) -> Path:
 @pytest.fixture
 def recorder(monkeypatch: pytest.MonkeyPatch, work: Path) -> Recorder:
     recorder = Recorder(answers(work))
-    monkeypatch.setattr(module, "dag", Dag(recorder))
+    monkeypatch.setattr(containers, "dag", Dag(recorder))
     return recorder
 
 
@@ -222,7 +224,9 @@ def _assert_secrets_only_in_env(chain: tuple[Op, ...]) -> None:
 
 
 def _busted(chain: tuple[Op, ...]) -> bool:
-    return any(name == "with_env_variable" and args[0] == module.CACHE_BUSTER_ENV for name, args, _ in chain)
+    return any(
+        name == "with_env_variable" and args[0] == containers.CACHE_BUSTER_ENV for name, args, _ in chain
+    )
 
 
 def test_deploy_runs_the_pipeline_in_order_with_secrets_only_in_the_environment(
@@ -236,7 +240,7 @@ def test_deploy_runs_the_pipeline_in_order_with_secrets_only_in_the_environment(
 
     summary = json.loads(
         anyio.run(
-            lambda: module.LlmPlatform().deploy(
+            lambda: LlmPlatform().deploy(
                 "dev",
                 repo,
                 project_id="my-project",
@@ -253,12 +257,12 @@ def test_deploy_runs_the_pipeline_in_order_with_secrets_only_in_the_environment(
     chains = recorder.evaluated
     for chain in chains:
         _assert_secrets_only_in_env(chain)
-        assert chain[0] == ("from_", (module.images.PYTHON,), {}), "every step runs in the pinned toolbox"
+        assert chain[0] == ("from_", (images.PYTHON,), {}), "every step runs in the pinned toolbox"
     kinds = [_execs(chain)[-1][:3] for chain in chains]
     # 1. tofu apply then output, in one container (a local state file would survive), with the token.
     assert _execs(chains[0])[-2:] == [
-        module.tofu_argv("apply", "envs/dev"),
-        module.tofu_argv("output", "envs/dev"),
+        commands.tofu_argv("apply", "envs/dev"),
+        commands.tofu_argv("output", "envs/dev"),
     ]
     assert _secret_env(chains[0]) == {"GOOGLE_OAUTH_ACCESS_TOKEN": "ACCESS"} and _busted(chains[0])
     assert ("with_env_variable", ("TF_VAR_project_id", "my-project"), {}) in chains[0]
@@ -266,11 +270,11 @@ def test_deploy_runs_the_pipeline_in_order_with_secrets_only_in_the_environment(
     assert all(argv[0] in ("llm-platform", "sh", "uv", "git") for chain in chains for argv in _execs(chain))
     # 2. which modelcars changed: the CLI on modelcars/ at its repository path, no secret, cacheable.
     [changed] = [c for c, k in zip(chains, kinds) if k == ["llm-platform", "modelcar", "changed"]]
-    assert _execs(changed)[-1] == module.modelcar_changed_argv("modelcars")
-    assert ("with_workdir", (module.WORK,), {}) in changed
+    assert _execs(changed)[-1] == commands.modelcar_changed_argv("modelcars")
+    assert ("with_workdir", (containers.WORK,), {}) in changed
     assert [args[0] for name, args, _ in changed if name == "with_directory"][
         -1
-    ] == f"{module.WORK}/modelcars"
+    ] == f"{containers.WORK}/modelcars"
     assert _secret_env(changed) == {} and not _busted(changed)
     # 3. one fresh publish per changed modelcar (and only those), HF token and password in the env.
     publishes = [c for c, k in zip(chains, kinds) if k[:3] == ["llm-platform", "modelcar", "publish"]]
@@ -306,42 +310,40 @@ def test_deploy_runs_the_pipeline_in_order_with_secrets_only_in_the_environment(
 def test_lint_syncs_the_pinned_crds_then_lints_the_tree_at_its_repository_path(
     recorder: Recorder, repo_root: Path
 ) -> None:
-    report = anyio.run(module.LlmPlatform().lint, HostDirectory(repo_root / "gitops"))
+    report = anyio.run(LlmPlatform().lint, HostDirectory(repo_root / "gitops"))
     assert report == "lint: clean\n"
     [chain] = recorder.evaluated
     assert _execs(chain)[-2:] == [
-        module.crds_sync_argv("gitops/crds.lock.yaml", module.CRD_CACHE),
-        module.lint_argv("gitops", module.CRD_CACHE),
+        commands.crds_sync_argv("gitops/crds.lock.yaml", containers.CRD_CACHE),
+        commands.lint_argv("gitops", containers.CRD_CACHE),
     ]
-    assert ("with_workdir", (module.WORK,), {}) in chain
+    assert ("with_workdir", (containers.WORK,), {}) in chain
     assert _secret_env(chain) == {} and not _busted(chain)  # a pure check: cacheable
 
 
 def test_tofu_plan_reads_live_state_so_it_is_never_replayed(recorder: Recorder, repo_root: Path) -> None:
     token = Secret("ACCESS")
     plan = anyio.run(
-        lambda: module.LlmPlatform().tofu_plan("dev", HostDirectory(repo_root / "infra"), access_token=token)
+        lambda: LlmPlatform().tofu_plan("dev", HostDirectory(repo_root / "infra"), access_token=token)
     )
     assert PlanResult.model_validate_json(plan) == PLAN
     [chain] = recorder.evaluated
-    assert _execs(chain)[-1] == module.tofu_argv("plan", "envs/dev") and _busted(chain)
+    assert _execs(chain)[-1] == commands.tofu_argv("plan", "envs/dev") and _busted(chain)
     _assert_secrets_only_in_env(chain)
     with pytest.raises(InputError, match="--env"):
-        anyio.run(lambda: module.LlmPlatform().tofu_plan("../prod", HostDirectory(repo_root / "infra")))
+        anyio.run(lambda: LlmPlatform().tofu_plan("../prod", HostDirectory(repo_root / "infra")))
 
 
 def test_a_bad_spec_fails_before_any_container_is_evaluated(recorder: Recorder, tmp_path: Path) -> None:
     spec = tmp_path / "broken.yaml"
     spec.write_text("huggingface:\n  repo: not a repo\n")
     with pytest.raises(InputError, match=r"^modelcars/broken\.yaml:\d+: "):
-        anyio.run(module.LlmPlatform().build_modelcar, HostFile(spec))
+        anyio.run(LlmPlatform().build_modelcar, HostFile(spec))
     assert recorder.evaluated == []
 
 
 def test_publish_without_a_user_for_the_password_is_refused(recorder: Recorder, repo_root: Path) -> None:
-    car = anyio.run(
-        module.LlmPlatform().build_modelcar, HostFile(repo_root / "modelcars" / "minilm-demo.yaml")
-    )
+    car = anyio.run(LlmPlatform().build_modelcar, HostFile(repo_root / "modelcars" / "minilm-demo.yaml"))
     assert (car.name, car.repository, car.freshness) == (
         "minilm-demo",
         "us-central1-docker.pkg.dev/llm-platform-example/modelcars/minilm-demo",
@@ -353,10 +355,10 @@ def test_publish_without_a_user_for_the_password_is_refused(recorder: Recorder, 
 
 
 def test_the_toolbox_is_pinned_installs_from_the_lock_and_keeps_its_caches(recorder: Recorder) -> None:
-    chain = module.toolbox().ops
+    chain = containers.toolbox().ops
     pulls = [args[0] for name, args, _ in chain if name == "from_"]
     files = [args for name, args, _ in chain if name == "with_file"]
-    assert pulls == [module.images.PYTHON]
+    assert pulls == [images.PYTHON]
     # The tools come out of the other pinned images, binary by binary.
     assert [path for path, _ in files] == [
         "/usr/local/bin/uv",
@@ -364,18 +366,18 @@ def test_the_toolbox_is_pinned_installs_from_the_lock_and_keeps_its_caches(recor
         "/usr/local/bin/kubectl",
     ]
     assert [source[1].ops[0][1][0] for _, source in files] == [
-        module.images.UV,
-        module.images.OPENTOFU,
-        module.images.KUBECTL,
+        images.UV,
+        images.OPENTOFU,
+        images.KUBECTL,
     ]
     caches = {args[0]: args[1][1] for name, args, _ in chain if name == "with_mounted_cache"}
     assert caches == {
         "/var/cache/apt/archives": "llm-platform-apt-archives",
         "/var/lib/apt/lists": "llm-platform-apt-lists",
         "/root/.cache/uv": "llm-platform-uv",
-        module.HF_HOME: "llm-platform-huggingface",
-        module.LLM_PLATFORM_CACHE: "llm-platform-cache",
-        module.TOFU_PLUGIN_CACHE: "llm-platform-tofu-plugins",
+        containers.HF_HOME: "llm-platform-huggingface",
+        containers.LLM_PLATFORM_CACHE: "llm-platform-cache",
+        containers.TOFU_PLUGIN_CACHE: "llm-platform-tofu-plugins",
     }
     # The package comes from the module's own source, dependencies first, exactly as ci/uv.lock pins them.
     sources = [(args[1], kwargs.get("include")) for name, args, kwargs in chain if name == "with_directory"]
@@ -385,7 +387,7 @@ def test_the_toolbox_is_pinned_installs_from_the_lock_and_keeps_its_caches(recor
     ]
     syncs = [argv for argv in _execs(chain) if argv[:2] == ["uv", "sync"]]
     assert syncs and all("--frozen" in argv and "--no-dev" in argv for argv in syncs)
-    assert _execs(chain)[0][-1].endswith(" ".join(module.images.TOOLBOX_APT_PACKAGES))
+    assert _execs(chain)[0][-1].endswith(" ".join(images.TOOLBOX_APT_PACKAGES))
 
 
 def test_builds_of_branches_are_never_replayed_but_pinned_commits_are(
@@ -397,7 +399,7 @@ def test_builds_of_branches_are_never_replayed_but_pinned_commits_are(
     branch.write_text(pinned.read_text().replace(load_spec(pinned).huggingface.revision, "main"))
 
     def freshness(spec: Path) -> str:
-        car = anyio.run(module.LlmPlatform().build_modelcar, HostFile(spec))
+        car = anyio.run(LlmPlatform().build_modelcar, HostFile(spec))
         ops = car.with_inputs().ops
         assert _busted(ops) == bool(car.freshness)
         return str(car.freshness)
@@ -424,14 +426,12 @@ def test_digest_reads_the_build_result_of_the_exec_that_writes_the_layout(
             "files": [],
         }
     )
-    car = anyio.run(
-        module.LlmPlatform().build_modelcar, HostFile(repo_root / "modelcars" / "minilm-demo.yaml")
-    )
+    car = anyio.run(LlmPlatform().build_modelcar, HostFile(repo_root / "modelcars" / "minilm-demo.yaml"))
     assert anyio.run(car.digest) == digest
     [chain] = recorder.evaluated
     kind, layout_chain, path = car.layout()
     assert kind == "directory-of" and layout_chain.ops == chain
-    assert _execs(chain)[-1] == module.modelcar_build_argv(car.spec_path(), path, None)
+    assert _execs(chain)[-1] == commands.modelcar_build_argv(car.spec_path(), path, None)
 
 
 def test_results_read_back_from_the_toolbox_fail_loudly_when_malformed(
@@ -439,23 +439,23 @@ def test_results_read_back_from_the_toolbox_fail_loudly_when_malformed(
 ) -> None:
     recorder.answer = lambda argv: "Apply complete!\n"
     with pytest.raises(ValidationError):
-        anyio.run(lambda: module.LlmPlatform().tofu_plan("dev", HostDirectory(repo_root / "infra")))
+        anyio.run(lambda: LlmPlatform().tofu_plan("dev", HostDirectory(repo_root / "infra")))
     recorder.answer = lambda argv: "\n"
     with pytest.raises(ValidationError):
         anyio.run(
-            lambda: module.LlmPlatform().bump(
+            lambda: LlmPlatform().bump(
                 "minilm-demo", f"registry.example/m@sha256:{'a' * 64}", HostDirectory(repo_root)
             )
         )
     recorder.answer = lambda argv: json.dumps({"registry": "us-east4-docker.pkg.dev/p/modelcars"})
     with pytest.raises(ValidationError, match="cluster_endpoint"):
-        anyio.run(lambda: module.LlmPlatform().tofu_apply("dev", HostDirectory(repo_root / "infra")))
+        anyio.run(lambda: LlmPlatform().tofu_apply("dev", HostDirectory(repo_root / "infra")))
 
 
 def test_bump_returns_the_commit_the_command_reported(recorder: Recorder, repo_root: Path) -> None:
     ref = f"registry.example/m@sha256:{'a' * 64}"
-    commit = anyio.run(lambda: module.LlmPlatform().bump("minilm-demo", ref, HostDirectory(repo_root)))
+    commit = anyio.run(lambda: LlmPlatform().bump("minilm-demo", ref, HostDirectory(repo_root)))
     [chain] = recorder.evaluated
     argv = _execs(chain)[-1]
     assert commit == f"{'e' * 39}{len(argv) % 10}"
-    assert argv == module.bump_argv("minilm-demo", ref, f"{module.WORK}/repo")
+    assert argv == commands.bump_argv("minilm-demo", ref, f"{containers.WORK}/repo")

@@ -14,6 +14,7 @@ import dagger
 import pytest
 import yaml
 
+from llm_platform.main import LlmPlatform
 from llm_platform.tofu.environments import environment_root
 
 WORKFLOWS = Path(".github") / "workflows"
@@ -98,8 +99,9 @@ def _call(step: dict[str, Any]) -> tuple[str, dict[str, str | bool]]:
 
 
 def _api_parameters(function: str) -> dict[str, Any]:
+    # Importing llm_platform.main (the module's entry point) is what registers its functions.
     mod = dagger.mod.default_module()
-    fn = mod.get_object("LlmPlatform").functions[function.replace("-", "_")]
+    fn = mod.get_object(LlmPlatform.__name__).functions[function.replace("-", "_")]
     return {param.name.replace("_", "-"): param for param in fn.parameters.values()}
 
 

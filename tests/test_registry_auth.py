@@ -13,7 +13,7 @@ from tests.support.registry import Registry
 from tests.support.token_server import TokenServer
 
 from llm_platform.errors import InputError, RegistryError
-from llm_platform.registry.auth import PASSWORD_ENV, USERNAME_ENV, resolve_credentials
+from llm_platform.registry.auth import PASSWORD_ENV, USERNAME_ENV, check_credential_pair, resolve_credentials
 from llm_platform.registry.client import RegistryClient
 from llm_platform.registry.reference import parse_reference
 
@@ -108,13 +108,30 @@ def test_credentials_sources(tmp_path: Path) -> None:
     assert from_env and (from_env.username, from_env.source) == ("u", "environment")
     flags = resolve_credentials("reg.example:5000", username="f", password="pw", environ=env)
     assert flags and flags.source == "command line"
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="--username f: give the password with --password-stdin"):
         resolve_credentials("reg.example:5000", username="f", environ=env)
+    taken = resolve_credentials("reg.example:5000", username="f", environ={**env, PASSWORD_ENV: "from-env"})
+    assert taken and taken.password.get_secret_value() == "from-env"
+    with pytest.raises(InputError, match="--password-stdin or .* needs --username"):
+        resolve_credentials("reg.example:5000", password="pw", environ=env)
 
     (docker_dir / "config.json").write_text('{"auths": {\n  "x": }')
     with pytest.raises(InputError) as err:
         resolve_credentials("reg.example:5000", environ=env)
     assert str(docker_dir / "config.json") in str(err.value) and "line 2" in str(err.value)
+
+
+def test_one_credential_rule_for_every_front_door() -> None:
+    """The CLI and the Dagger function apply the same rule, naming their own flag."""
+    check_credential_pair("u", True, password_flag="--password")
+    check_credential_pair(None, False, password_flag="--password")
+    with pytest.raises(InputError, match="^--password needs --username"):
+        check_credential_pair(None, True, password_flag="--password")
+    with pytest.raises(InputError, match="^--username u: give the password with --password$"):
+        check_credential_pair("u", False, password_flag="--password")
+    with pytest.raises(InputError, match="empty user name"):
+        check_credential_pair("", True, password_flag="--password")
+
 
 
 def test_reference_parsing_and_normalisation() -> None:

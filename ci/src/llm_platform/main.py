@@ -1,6 +1,11 @@
-"""The Dagger module: `LlmPlatform`, every pipeline step as a function, and `deploy` chaining them.
+"""The Dagger module's API: `LlmPlatform`, every pipeline step as a function, and `deploy` chaining them.
 
-Design (this is the only file of the package that imports `dagger`):
+Design:
+- The module is this file (the object API, the `dagger.mod` entry point in ci/pyproject.toml) and
+  the `llm_platform.dagger_module` package it imports: `modelcar` (the `Modelcar` object that
+  `build-modelcar` returns), `containers` (the toolbox and the per-step containers), `commands` (the
+  `llm-platform` command lines they run) and `models` (the values passed between steps and
+  returned). Only this file, `modelcar` and `containers` import dagger; the core never does.
 - Functions are thin wrappers over the same core the `llm-platform` command uses; no pipeline logic
   and no rule lives here. Validating a spec the caller hands over runs the core in the module's own
   process (`load_spec_text`, so a bad spec fails before any container starts); every other step runs
@@ -27,41 +32,27 @@ Design (this is the only file of the package that imports `dagger`):
 
 # No `from __future__ import annotations` here: dagger-io 0.21.11 reads the descriptions of object
 # fields (Annotated[..., Doc(...)]) from the evaluated annotations, and a string annotation loses them.
-import dataclasses
-import time
-from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import anyio
 import dagger
-from dagger import DefaultPath, Doc, Ignore, check, dag, field, function, object_type
-from pydantic import BaseModel, Field
+from dagger import DefaultPath, Doc, Ignore, check, function, object_type
 
-from llm_platform import images
+from llm_platform.dagger_module.commands import tofu_argv
+from llm_platform.dagger_module.containers import (
+    apply_and_read_outputs,
+    changed_modelcars,
+    git_container,
+    lint_container,
+    run_bumps,
+    tofu_container,
+)
 
-if TYPE_CHECKING:
-    from llm_platform.bump.result import BumpResult
-    from llm_platform.modelcar.lock import StaleSpecs
-    from llm_platform.modelcar.publish import PublishResult
-    from llm_platform.tofu import PlatformOutputs
-
-# Where things live inside the toolbox container.
-WORK = "/work"
-PACKAGE_SRC = "/opt/llm-platform/src"
-VENV = "/opt/llm-platform/venv"
-HF_HOME = "/root/.cache/huggingface"
-TOFU_PLUGIN_CACHE = "/root/.cache/tofu-plugins"
-LLM_PLATFORM_CACHE = "/root/.cache/llm-platform"
-CRD_CACHE = f"{LLM_PLATFORM_CACHE}/crds"
-
-# The environment variables the core reads credentials from (never flags). Tests pin them to the core's.
-HF_TOKEN_ENV = "HF_TOKEN"
-REGISTRY_PASSWORD_ENV = "LLM_PLATFORM_REGISTRY_PASSWORD"
-GOOGLE_CREDENTIALS_ENV = "GOOGLE_CREDENTIALS"
-GOOGLE_ACCESS_TOKEN_ENV = "GOOGLE_OAUTH_ACCESS_TOKEN"
-GIT_TOKEN_ENV = "GIT_TOKEN"
-# Set to a fresh value on side-effecting execs so the layer cache never replays them.
-CACHE_BUSTER_ENV = "LLM_PLATFORM_CACHE_BUSTER"
+# Modelcar is the one other object type. The SDK registers an object type when its class is defined,
+# and the engine imports only this file: importing Modelcar here registers it, and `build_modelcar`
+# returning it makes it reachable from the main object (`dagger call build-modelcar ... publish`).
+from llm_platform.dagger_module.modelcar import Modelcar, modelcar_from_spec, publish_with_commit
+from llm_platform.dagger_module.models import BumpRequest, CloudAccess, DeploySummary, PublishedModelcar
 
 # Never uploaded from the host: virtualenvs, caches, the generated SDK, tofu working state.
 COMMON_IGNORE = [
@@ -80,250 +71,6 @@ SOURCE_IGNORE = [".git", *COMMON_IGNORE]
 # bump and deploy commit to git: the only inputs that keep `.git`.
 GIT_CHECKOUT_IGNORE = COMMON_IGNORE
 
-# The files of ci/ that make up the installable package (nothing else of ci/ enters the toolbox).
-PACKAGE_DEPENDENCY_FILES = ["pyproject.toml", "uv.lock"]
-PACKAGE_FILES = [*PACKAGE_DEPENDENCY_FILES, "src/llm_platform/**"]
-
-
-# --- command lines the toolbox runs: plain functions, so tests check them against the real CLI ---
-
-
-def modelcar_build_argv(spec: str, output: str, source_dir: str | None = None) -> list[str]:
-    """`llm-platform modelcar build`: spec -> OCI image layout; prints the build result as JSON.
-
-    The Hugging Face token is read from $HF_TOKEN by the command.
-    """
-    argv = ["llm-platform", "modelcar", "build", spec, "--output", output, "--json"]
-    if source_dir is not None:
-        argv += ["--source-dir", source_dir]
-    return argv
-
-
-def modelcar_publish_argv(
-    spec: str, address: str, source_dir: str | None = None, username: str | None = None
-) -> list[str]:
-    """`llm-platform modelcar publish`: spec -> registry (streamed, verified); prints the publish result as JSON.
-
-    The password is read from $LLM_PLATFORM_REGISTRY_PASSWORD, the HF token from $HF_TOKEN.
-    """
-    argv = ["llm-platform", "modelcar", "publish", spec, "--to", address, "--json"]
-    if source_dir is not None:
-        argv += ["--source-dir", source_dir]
-    if username:
-        argv += ["--username", username]
-    return argv
-
-
-def modelcar_changed_argv(modelcars: str) -> list[str]:
-    """`llm-platform modelcar changed`: which specs of modelcars/ need publishing, as JSON (StaleSpecs)."""
-    return ["llm-platform", "modelcar", "changed", "--modelcars", modelcars]
-
-
-def tofu_argv(action: str, root: str) -> list[str]:
-    """`llm-platform tofu plan|apply|output` on one environment root (envs/<env> under infra/); prints JSON.
-
-    Cloud credentials reach tofu's providers through $GOOGLE_CREDENTIALS.
-    """
-    return ["llm-platform", "tofu", action, root]
-
-
-def crds_sync_argv(lock: str, cache: str) -> list[str]:
-    """`llm-platform crds sync`: fetch the CRDs pinned in gitops/crds.lock.yaml (sha256-verified) into a cache."""
-    return ["llm-platform", "crds", "sync", "--lock", lock, "--cache", cache]
-
-
-def lint_argv(gitops: str, crds: str) -> list[str]:
-    """`llm-platform lint` on the GitOps tree with the synced CRDs: findings on stdout, non-zero exit on errors."""
-    return ["llm-platform", "lint", gitops, "--crds", crds]
-
-
-def bump_argv(
-    model: str, ref: str, repo: str, *, hf_commit: str | None = None, push: bool = False
-) -> list[str]:
-    """`llm-platform bump`: point the GitOps tree and the model lock at a new digest and commit; prints the result.
-
-    With push the command commits on the fetched tip of origin and pushes, handing $GIT_TOKEN to git
-    through a credential helper (never in a URL or an argument).
-    """
-    argv = ["llm-platform", "bump", "--model", model, "--ref", ref, "--repo", repo, "--commit", "--json"]
-    if hf_commit:
-        argv += ["--hf-commit", hf_commit]
-    if push:
-        argv += ["--push", "origin"]
-    return argv
-
-
-# --- results ---
-
-
-class PublishedModelcar(BaseModel):
-    name: str
-    image: str = Field(description="REPOSITORY@sha256:<hex> as pushed and verified")
-    hf_commit: str = Field(description="Hugging Face commit the weights came from")
-
-
-@dataclasses.dataclass(frozen=True)
-class CloudAccess:
-    """How tofu reaches the cloud: the project and one of a credentials JSON or a short-lived token."""
-
-    project_id: str | None = None
-    credentials: dagger.Secret | None = None
-    access_token: dagger.Secret | None = None
-
-
-class BumpRequest(BaseModel):
-    model: str
-    ref: str
-    hf_commit: str | None = None
-
-
-class DeploySummary(BaseModel):
-    """What `deploy` did, step by step; returned as JSON."""
-
-    env: str
-    tofu_outputs: dict[str, Any]
-    published: list[PublishedModelcar]
-    unchanged: list[str] = Field(description="modelcars whose lock already matches their spec")
-    lint: str = Field(description="the lint report (clean: lint fails the deploy otherwise)")
-    bump_commits: list[str] = Field(description="per bump: the commit it made, or `unchanged`")
-    pushed: bool
-
-
-# --- adapters ---
-
-
-def cache_buster() -> str:
-    # The layer cache keys on an exec's inputs; a fresh value forces a side-effecting command to really run.
-    return str(time.time_ns())
-
-
-# --- containers ---
-
-
-def toolbox() -> dagger.Container:
-    """The container the tool-needing steps run in: Python, uv, tofu, kubectl, git and the package."""
-    package = dag.current_module().source()
-    return (
-        dag.container()
-        .from_(images.PYTHON)
-        .with_env_variable("DEBIAN_FRONTEND", "noninteractive")
-        .with_mounted_cache(
-            "/var/cache/apt/archives",
-            dag.cache_volume("llm-platform-apt-archives"),
-            sharing=dagger.CacheSharingMode.LOCKED,
-        )
-        .with_mounted_cache(
-            "/var/lib/apt/lists",
-            dag.cache_volume("llm-platform-apt-lists"),
-            sharing=dagger.CacheSharingMode.LOCKED,
-        )
-        .with_exec(
-            [
-                "sh",
-                "-c",
-                "rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -qq && "
-                "apt-get install -y -qq --no-install-recommends " + " ".join(images.TOOLBOX_APT_PACKAGES),
-            ]
-        )
-        .without_mount("/var/cache/apt/archives")
-        .without_mount("/var/lib/apt/lists")
-        .with_file("/usr/local/bin/uv", dag.container().from_(images.UV).file(images.UV_BINARY_PATH))
-        .with_file(
-            "/usr/local/bin/tofu", dag.container().from_(images.OPENTOFU).file(images.OPENTOFU_BINARY_PATH)
-        )
-        .with_file(
-            "/usr/local/bin/kubectl", dag.container().from_(images.KUBECTL).file(images.KUBECTL_BINARY_PATH)
-        )
-        .with_mounted_cache("/root/.cache/uv", dag.cache_volume("llm-platform-uv"))
-        .with_env_variable("UV_LINK_MODE", "copy")
-        .with_env_variable("UV_PYTHON_DOWNLOADS", "never")
-        .with_env_variable("UV_PROJECT_ENVIRONMENT", VENV)
-        .with_workdir(PACKAGE_SRC)
-        # Dependencies first (they change rarely), then the package: a code change reuses the deps layer.
-        .with_directory(PACKAGE_SRC, package, include=PACKAGE_DEPENDENCY_FILES)
-        .with_exec(["uv", "sync", "--frozen", "--no-dev", "--no-install-project"])
-        .with_directory(PACKAGE_SRC, package, include=PACKAGE_FILES)
-        .with_exec(["uv", "sync", "--frozen", "--no-dev", "--no-editable"])
-        .with_env_variable("PATH", f"{VENV}/bin:${{PATH}}", expand=True)
-        .with_env_variable("HF_HOME", HF_HOME)
-        .with_mounted_cache(HF_HOME, dag.cache_volume("llm-platform-huggingface"))
-        # The core's own caches: publish's layer digests (files unchanged since the last push are neither
-        # read nor uploaded), lint's schemas and the synced CRDs. Writers replace files atomically.
-        .with_mounted_cache(LLM_PLATFORM_CACHE, dag.cache_volume("llm-platform-cache"))
-        .with_env_variable("TF_PLUGIN_CACHE_DIR", TOFU_PLUGIN_CACHE)
-        .with_mounted_cache(TOFU_PLUGIN_CACHE, dag.cache_volume("llm-platform-tofu-plugins"))
-        .with_env_variable("CHECKPOINT_DISABLE", "1")
-        .with_workdir(WORK)
-    )
-
-
-def tofu_container(infra: dagger.Directory, cloud: CloudAccess) -> dagger.Container:
-    ctr = toolbox().with_directory(f"{WORK}/infra", infra).with_workdir(f"{WORK}/infra")
-    if cloud.project_id:
-        ctr = ctr.with_env_variable("TF_VAR_project_id", cloud.project_id)
-    if cloud.credentials is not None:
-        ctr = ctr.with_secret_variable(GOOGLE_CREDENTIALS_ENV, cloud.credentials)
-    if cloud.access_token is not None:
-        ctr = ctr.with_secret_variable(GOOGLE_ACCESS_TOKEN_ENV, cloud.access_token)
-    # Plans and applies read live state: never replay one from the layer cache.
-    return ctr.with_env_variable(CACHE_BUSTER_ENV, cache_buster())
-
-
-async def apply_and_read_outputs(env: str, infra: dagger.Directory, cloud: CloudAccess) -> "PlatformOutputs":
-    """Apply, then read the outputs in the same container (where a local state file would still be)."""
-    from llm_platform.tofu import PlatformOutputs
-    from llm_platform.tofu.environments import environment_root
-
-    root = environment_root(env)
-    ctr = tofu_container(infra, cloud).with_exec(tofu_argv("apply", root))
-    out = await ctr.with_exec(tofu_argv("output", root)).stdout()
-    return PlatformOutputs.model_validate_json(out)
-
-
-async def changed_modelcars(modelcars: dagger.Directory) -> "StaleSpecs":
-    """Run `modelcar changed` on the repository's modelcars/ (at its repository path, so errors name it)."""
-    from llm_platform.modelcar.lock import StaleSpecs
-
-    ctr = (
-        toolbox().with_directory(f"{WORK}/modelcars", modelcars).with_exec(modelcar_changed_argv("modelcars"))
-    )
-    return StaleSpecs.model_validate_json(await ctr.stdout())
-
-
-def lint_container(gitops: dagger.Directory) -> dagger.Container:
-    """Lint from /work so findings name paths as in the repository (gitops/...)."""
-    return (
-        toolbox()
-        .with_directory(f"{WORK}/gitops", gitops)
-        .with_exec(crds_sync_argv("gitops/crds.lock.yaml", CRD_CACHE))
-        .with_exec(lint_argv("gitops", CRD_CACHE))
-    )
-
-
-def git_container(repo: dagger.Directory, git_token: dagger.Secret | None) -> dagger.Container:
-    """The toolbox with the checkout at /work/repo; the bump command hands $GIT_TOKEN to git itself."""
-    ctr = toolbox().with_directory(f"{WORK}/repo", repo).with_workdir(f"{WORK}/repo")
-    # The checkout belongs to another uid than the container's root: let git work in it.
-    ctr = ctr.with_exec(["git", "config", "--global", "--add", "safe.directory", f"{WORK}/repo"])
-    if git_token is not None:
-        ctr = ctr.with_secret_variable(GIT_TOKEN_ENV, git_token)
-    return ctr
-
-
-async def run_bumps(ctr: dagger.Container, requests: list[BumpRequest], push: bool) -> list["BumpResult"]:
-    """One bump per model in one checkout, each commit on top of the previous; what each reported."""
-    from llm_platform.bump.result import BumpResult
-
-    ctr = ctr.with_env_variable(CACHE_BUSTER_ENV, cache_buster())
-    results = []
-    for request in requests:
-        ctr = ctr.with_exec(
-            bump_argv(request.model, request.ref, f"{WORK}/repo", hf_commit=request.hf_commit, push=push)
-        )
-        # stdout() is the last exec's: read it per bump (the earlier execs are not run again).
-        results.append(BumpResult.model_validate_json(await ctr.stdout()))
-    return results
-
 
 # --- the Dagger API ---
 
@@ -339,90 +86,10 @@ Credentials = Annotated[
 ]
 AccessToken = Annotated[
     dagger.Secret | None,
-    Doc("Short-lived OAuth access token (Workload Identity Federation), e.g. env://GOOGLE_OAUTH_ACCESS_TOKEN"),
+    Doc(
+        "Short-lived OAuth access token (Workload Identity Federation), e.g. env://GOOGLE_OAUTH_ACCESS_TOKEN"
+    ),
 ]
-
-
-@object_type
-class Modelcar:
-    """A modelcar from one spec: an OCI image with the weights under /models; chain `publish`, `layout`, `digest`."""
-
-    name: Annotated[str, Doc("Spec name (modelcars/<name>.yaml)")] = field()
-    repository: Annotated[str, Doc("The spec's image.repository: the default publish target")] = field()
-    # State carried between chained calls (serialised as object IDs), not exposed as API fields.
-    spec: dagger.File
-    source_dir: dagger.Directory | None
-    hf_token: dagger.Secret | None
-    tools: dagger.Container
-    # "" when the spec pins a commit (a build is then a pure function of its inputs and may come from
-    # the layer cache); otherwise a value fixed when the object was made, so a branch is re-resolved.
-    freshness: str
-
-    if TYPE_CHECKING:
-        # object_type generates this __init__ (it makes a dataclass); mypy does not apply the SDK's
-        # dataclass_transform, so the signature is spelled out for it. A test keeps the two in step.
-        def __init__(
-            self,
-            *,
-            name: str,
-            repository: str,
-            spec: dagger.File,
-            source_dir: dagger.Directory | None,
-            hf_token: dagger.Secret | None,
-            tools: dagger.Container,
-            freshness: str,
-        ) -> None: ...
-
-    def with_inputs(self) -> dagger.Container:
-        """The toolbox with the spec, the local model files and the HF token in place."""
-        ctr = self.tools.with_file(self.spec_path(), self.spec)
-        if self.freshness:
-            ctr = ctr.with_env_variable(CACHE_BUSTER_ENV, self.freshness)
-        if self.source_dir is not None:
-            ctr = ctr.with_directory(f"{WORK}/source", self.source_dir)
-        if self.hf_token is not None:
-            ctr = ctr.with_secret_variable(HF_TOKEN_ENV, self.hf_token)
-        return ctr
-
-    def spec_path(self) -> str:
-        return f"{WORK}/modelcars/{self.name}.yaml"
-
-    def source_path(self) -> str | None:
-        return None if self.source_dir is None else f"{WORK}/source"
-
-    def layout_path(self) -> str:
-        return f"{WORK}/out/{self.name}"
-
-    def build_exec(self) -> dagger.Container:
-        """The build exec: writes the layout and prints the build result (BuildResult JSON)."""
-        argv = modelcar_build_argv(self.spec_path(), self.layout_path(), self.source_path())
-        return self.with_inputs().with_exec(argv)
-
-    @function
-    def layout(self) -> dagger.Directory:
-        """The image as an OCI layout (oci-layout, index.json, blobs/sha256/...), e.g. to `export`."""
-        return self.build_exec().directory(self.layout_path())
-
-    @function
-    async def digest(self) -> str:
-        """The manifest digest (sha256:...) of the image; `publish` pushes exactly this manifest."""
-        from llm_platform.modelcar.build import BuildResult
-
-        return BuildResult.model_validate_json(await self.build_exec().stdout()).manifest_digest
-
-    @function(cache="never")  # type: ignore[call-overload]  # dagger-io 0.21.11 overloads omit `cache`
-    async def publish(
-        self,
-        address: Annotated[
-            str | None, Doc("Target REGISTRY/REPOSITORY[:TAG] (default: the spec's image.repository)")
-        ] = None,
-        username: Annotated[str | None, Doc("Registry user, e.g. _json_key or oauth2accesstoken")] = None,
-        password: Annotated[
-            dagger.Secret | None, Doc("Registry password or token, e.g. env://REGISTRY_PASSWORD")
-        ] = None,
-    ) -> str:
-        """Push the image (blobs the registry has are skipped) and return the verified REPOSITORY@sha256:..."""
-        return (await publish_modelcar(self, address, username, password)).reference
 
 
 @object_type
@@ -579,51 +246,3 @@ class LlmPlatform:
             pushed=push and bool(published),
         )
         return summary.model_dump_json(indent=2)
-
-
-# --- steps shared by the functions above and by deploy ---
-
-
-async def modelcar_from_spec(
-    spec: dagger.File, source_dir: dagger.Directory | None, hf_token: dagger.Secret | None
-) -> Modelcar:
-    from llm_platform.modelcar.spec import load_spec_text
-
-    # Named as in the repository, so errors read `modelcars/<file>:<line>: <field>: ...`.
-    source_name = f"modelcars/{PurePosixPath(await spec.name()).name}"
-    parsed = load_spec_text(await spec.contents(), source_name=source_name)
-    return Modelcar(
-        name=parsed.name,
-        repository=parsed.image.repository,
-        spec=spec,
-        source_dir=source_dir,
-        hf_token=hf_token,
-        tools=toolbox(),
-        freshness="" if parsed.huggingface.pins_commit else cache_buster(),
-    )
-
-
-async def publish_modelcar(
-    car: Modelcar, address: str | None, username: str | None, password: dagger.Secret | None
-) -> "PublishResult":
-    """Run the publish in the toolbox; its typed result (reference, digest, tags, bytes uploaded, ...)."""
-    from llm_platform.modelcar.publish import PublishResult
-
-    if password is not None and not username:
-        from llm_platform.errors import InputError
-
-        raise InputError("publish: --password needs --username (e.g. oauth2accesstoken or _json_key)")
-    ctr = car.with_inputs()
-    if password is not None:
-        ctr = ctr.with_secret_variable(REGISTRY_PASSWORD_ENV, password)
-    argv = modelcar_publish_argv(car.spec_path(), address or car.repository, car.source_path(), username)
-    out = await ctr.with_env_variable(CACHE_BUSTER_ENV, cache_buster()).with_exec(argv).stdout()
-    return PublishResult.model_validate_json(out)
-
-
-async def publish_with_commit(
-    car: Modelcar, username: str | None, password: dagger.Secret | None
-) -> PublishedModelcar:
-    """Publish to the spec's repository; the result names the image and the HF commit it was built from."""
-    result = await publish_modelcar(car, None, username, password)
-    return PublishedModelcar(name=car.name, image=result.reference, hf_commit=result.hf_commit)

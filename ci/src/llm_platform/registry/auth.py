@@ -113,10 +113,10 @@ def _credentials_from_file(path: Path, host: str) -> Credentials | None:
 def check_credential_pair(username: str | None, has_password: bool, *, password_flag: str) -> None:
     """The one credential rule: a registry user and a password go together. `password_flag` names where the
     password is given (`--password-stdin`, a Dagger `--password`), for the message."""
-    if has_password and not username:
-        raise InputError(f"{password_flag} needs --username (e.g. oauth2accesstoken, _json_key or your user)")
     if username is not None and not username:
         raise InputError("--username: empty user name")
+    if has_password and not username:
+        raise InputError(f"{password_flag} needs --username (e.g. oauth2accesstoken, _json_key or your user)")
     if username and not has_password:
         raise InputError(f"--username {username}: give the password with {password_flag}")
 

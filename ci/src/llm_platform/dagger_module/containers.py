@@ -1,0 +1,178 @@
+"""The containers the Dagger module's steps run in: the toolbox and the per-step containers built on it.
+
+The toolbox holds Python, uv, tofu, kubectl, git and the package, from images pinned by digest in
+`llm_platform.images`, with the package installed from this module's own source and `ci/uv.lock`;
+cache volumes keep Hugging Face downloads, uv wheels, apt archives and tofu providers warm between
+runs. Each step runs one `llm-platform` command (`commands`) in it and reads its JSON result back
+through the core's own pydantic models.
+"""
+
+import time
+from typing import TYPE_CHECKING
+
+import dagger
+from dagger import dag
+
+from llm_platform import images
+from llm_platform.dagger_module.commands import (
+    GIT_TOKEN_ENV,
+    GOOGLE_ACCESS_TOKEN_ENV,
+    GOOGLE_CREDENTIALS_ENV,
+    bump_argv,
+    crds_sync_argv,
+    lint_argv,
+    modelcar_changed_argv,
+    tofu_argv,
+)
+from llm_platform.dagger_module.models import BumpRequest, CloudAccess
+
+if TYPE_CHECKING:
+    from llm_platform.bump.result import BumpResult
+    from llm_platform.modelcar.lock import StaleSpecs
+    from llm_platform.tofu import PlatformOutputs
+
+# Where things live inside the toolbox container.
+WORK = "/work"
+PACKAGE_SRC = "/opt/llm-platform/src"
+VENV = "/opt/llm-platform/venv"
+HF_HOME = "/root/.cache/huggingface"
+TOFU_PLUGIN_CACHE = "/root/.cache/tofu-plugins"
+LLM_PLATFORM_CACHE = "/root/.cache/llm-platform"
+CRD_CACHE = f"{LLM_PLATFORM_CACHE}/crds"
+
+# Set to a fresh value on side-effecting execs so the layer cache never replays them.
+CACHE_BUSTER_ENV = "LLM_PLATFORM_CACHE_BUSTER"
+
+# The files of ci/ that make up the installable package (nothing else of ci/ enters the toolbox).
+PACKAGE_DEPENDENCY_FILES = ["pyproject.toml", "uv.lock"]
+PACKAGE_FILES = [*PACKAGE_DEPENDENCY_FILES, "src/llm_platform/**"]
+
+
+def cache_buster() -> str:
+    # The layer cache keys on an exec's inputs; a fresh value forces a side-effecting command to really run.
+    return str(time.time_ns())
+
+
+def toolbox() -> dagger.Container:
+    """The container the tool-needing steps run in: Python, uv, tofu, kubectl, git and the package."""
+    package = dag.current_module().source()
+    return (
+        dag.container()
+        .from_(images.PYTHON)
+        .with_env_variable("DEBIAN_FRONTEND", "noninteractive")
+        .with_mounted_cache(
+            "/var/cache/apt/archives",
+            dag.cache_volume("llm-platform-apt-archives"),
+            sharing=dagger.CacheSharingMode.LOCKED,
+        )
+        .with_mounted_cache(
+            "/var/lib/apt/lists",
+            dag.cache_volume("llm-platform-apt-lists"),
+            sharing=dagger.CacheSharingMode.LOCKED,
+        )
+        .with_exec(
+            [
+                "sh",
+                "-c",
+                "rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update -qq && "
+                "apt-get install -y -qq --no-install-recommends " + " ".join(images.TOOLBOX_APT_PACKAGES),
+            ]
+        )
+        .without_mount("/var/cache/apt/archives")
+        .without_mount("/var/lib/apt/lists")
+        .with_file("/usr/local/bin/uv", dag.container().from_(images.UV).file(images.UV_BINARY_PATH))
+        .with_file(
+            "/usr/local/bin/tofu", dag.container().from_(images.OPENTOFU).file(images.OPENTOFU_BINARY_PATH)
+        )
+        .with_file(
+            "/usr/local/bin/kubectl", dag.container().from_(images.KUBECTL).file(images.KUBECTL_BINARY_PATH)
+        )
+        .with_mounted_cache("/root/.cache/uv", dag.cache_volume("llm-platform-uv"))
+        .with_env_variable("UV_LINK_MODE", "copy")
+        .with_env_variable("UV_PYTHON_DOWNLOADS", "never")
+        .with_env_variable("UV_PROJECT_ENVIRONMENT", VENV)
+        .with_workdir(PACKAGE_SRC)
+        # Dependencies first (they change rarely), then the package: a code change reuses the deps layer.
+        .with_directory(PACKAGE_SRC, package, include=PACKAGE_DEPENDENCY_FILES)
+        .with_exec(["uv", "sync", "--frozen", "--no-dev", "--no-install-project"])
+        .with_directory(PACKAGE_SRC, package, include=PACKAGE_FILES)
+        .with_exec(["uv", "sync", "--frozen", "--no-dev", "--no-editable"])
+        .with_env_variable("PATH", f"{VENV}/bin:${{PATH}}", expand=True)
+        .with_env_variable("HF_HOME", HF_HOME)
+        .with_mounted_cache(HF_HOME, dag.cache_volume("llm-platform-huggingface"))
+        # The core's own caches: publish's layer digests (files unchanged since the last push are neither
+        # read nor uploaded), lint's schemas and the synced CRDs. Writers replace files atomically.
+        .with_mounted_cache(LLM_PLATFORM_CACHE, dag.cache_volume("llm-platform-cache"))
+        .with_env_variable("TF_PLUGIN_CACHE_DIR", TOFU_PLUGIN_CACHE)
+        .with_mounted_cache(TOFU_PLUGIN_CACHE, dag.cache_volume("llm-platform-tofu-plugins"))
+        .with_env_variable("CHECKPOINT_DISABLE", "1")
+        .with_workdir(WORK)
+    )
+
+
+def tofu_container(infra: dagger.Directory, cloud: CloudAccess) -> dagger.Container:
+    ctr = toolbox().with_directory(f"{WORK}/infra", infra).with_workdir(f"{WORK}/infra")
+    if cloud.project_id:
+        ctr = ctr.with_env_variable("TF_VAR_project_id", cloud.project_id)
+    if cloud.credentials is not None:
+        ctr = ctr.with_secret_variable(GOOGLE_CREDENTIALS_ENV, cloud.credentials)
+    if cloud.access_token is not None:
+        ctr = ctr.with_secret_variable(GOOGLE_ACCESS_TOKEN_ENV, cloud.access_token)
+    # Plans and applies read live state: never replay one from the layer cache.
+    return ctr.with_env_variable(CACHE_BUSTER_ENV, cache_buster())
+
+
+async def apply_and_read_outputs(env: str, infra: dagger.Directory, cloud: CloudAccess) -> "PlatformOutputs":
+    """Apply, then read the outputs in the same container (where a local state file would still be)."""
+    from llm_platform.tofu import PlatformOutputs
+    from llm_platform.tofu.environments import environment_root
+
+    root = environment_root(env)
+    ctr = tofu_container(infra, cloud).with_exec(tofu_argv("apply", root))
+    out = await ctr.with_exec(tofu_argv("output", root)).stdout()
+    return PlatformOutputs.model_validate_json(out)
+
+
+async def changed_modelcars(modelcars: dagger.Directory) -> "StaleSpecs":
+    """Run `modelcar changed` on the repository's modelcars/ (at its repository path, so errors name it)."""
+    from llm_platform.modelcar.lock import StaleSpecs
+
+    ctr = (
+        toolbox().with_directory(f"{WORK}/modelcars", modelcars).with_exec(modelcar_changed_argv("modelcars"))
+    )
+    return StaleSpecs.model_validate_json(await ctr.stdout())
+
+
+def lint_container(gitops: dagger.Directory) -> dagger.Container:
+    """Lint from /work so findings name paths as in the repository (gitops/...)."""
+    return (
+        toolbox()
+        .with_directory(f"{WORK}/gitops", gitops)
+        .with_exec(crds_sync_argv("gitops/crds.lock.yaml", CRD_CACHE))
+        .with_exec(lint_argv("gitops", CRD_CACHE))
+    )
+
+
+def git_container(repo: dagger.Directory, git_token: dagger.Secret | None) -> dagger.Container:
+    """The toolbox with the checkout at /work/repo; the bump command hands $GIT_TOKEN to git itself."""
+    ctr = toolbox().with_directory(f"{WORK}/repo", repo).with_workdir(f"{WORK}/repo")
+    # The checkout belongs to another uid than the container's root: let git work in it.
+    ctr = ctr.with_exec(["git", "config", "--global", "--add", "safe.directory", f"{WORK}/repo"])
+    if git_token is not None:
+        ctr = ctr.with_secret_variable(GIT_TOKEN_ENV, git_token)
+    return ctr
+
+
+async def run_bumps(ctr: dagger.Container, requests: list[BumpRequest], push: bool) -> list["BumpResult"]:
+    """One bump per model in one checkout, each commit on top of the previous; what each reported."""
+    from llm_platform.bump.result import BumpResult
+
+    ctr = ctr.with_env_variable(CACHE_BUSTER_ENV, cache_buster())
+    results = []
+    for request in requests:
+        ctr = ctr.with_exec(
+            bump_argv(request.model, request.ref, f"{WORK}/repo", hf_commit=request.hf_commit, push=push)
+        )
+        # stdout() is the last exec's: read it per bump (the earlier execs are not run again).
+        results.append(BumpResult.model_validate_json(await ctr.stdout()))
+    return results
