@@ -53,7 +53,12 @@ GIT_COMMIT_RE = re.compile(rf"^{GIT_COMMIT_PATTERN}$")
 
 def sha256_digest(data: bytes) -> str:
     """`sha256:<hex>` of `data`."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return digest_of(hashlib.sha256(data))
+
+
+def digest_of(hasher: hashlib._Hash) -> str:
+    """`sha256:<hex>` of what a streaming sha256 has seen."""
+    return "sha256:" + hasher.hexdigest()
 
 
 def canonical_json(value: Any) -> bytes:

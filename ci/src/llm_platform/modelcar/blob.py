@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_platform.errors import PlatformError
-from llm_platform.oci import sha256_digest
+from llm_platform.oci import digest_of, sha256_digest
 
 CHUNK = 1 << 20
 
@@ -99,7 +99,7 @@ class StreamBlob(Blob):
             if count > self._size:
                 raise PlatformError(f"{self.origin}blob {self._digest} is longer than {self._size} bytes")
             yield chunk
-        if count != self._size or "sha256:" + hasher.hexdigest() != self._digest:
+        if count != self._size or digest_of(hasher) != self._digest:
             raise PlatformError(f"{self.origin}blob {self._digest} does not match its digest/size (corrupt?)")
 
 

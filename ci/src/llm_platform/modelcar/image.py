@@ -34,6 +34,7 @@ from llm_platform.oci import (
     OCI_LAYER,
     OCI_MANIFEST,
     canonical_json,
+    digest_of,
     sha256_digest,
 )
 
@@ -83,7 +84,7 @@ class ModelLayer(Blob):
             hasher.update(chunk)
             count += len(chunk)
             yield chunk
-        digest = "sha256:" + hasher.hexdigest()
+        digest = digest_of(hasher)
         if count != self._size:
             raise PlatformError(f"{self.model_file.path}: layer is {count} bytes, expected {self._size}")
         if self._digest is not None and digest != self._digest:

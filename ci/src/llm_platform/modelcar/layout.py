@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 from llm_platform.errors import InputError, PlatformError
 from llm_platform.logs import get_logger
 from llm_platform.modelcar.blob import Blob, BytesBlob
-from llm_platform.oci import ANNOTATION_REF_NAME, OCI_INDEX, OCI_LAYOUT_VERSION, OCI_MANIFEST, canonical_json
+from llm_platform.oci import (
+    ANNOTATION_REF_NAME,
+    OCI_INDEX,
+    OCI_LAYOUT_VERSION,
+    OCI_MANIFEST,
+    canonical_json,
+    digest_of,
+)
 
 if TYPE_CHECKING:
     from llm_platform.modelcar.image import ImagePlan
@@ -41,7 +48,7 @@ def _write_blob(blobs: Path, blob: Blob) -> None:
                     hasher.update(chunk)
                 count += len(chunk)
                 handle.write(chunk)
-        digest = blob.digest if hasher is None else "sha256:" + hasher.hexdigest()
+        digest = blob.digest if hasher is None else digest_of(hasher)
         if digest != blob.digest or count != blob.size:
             raise PlatformError(
                 f"blob written as {digest} ({count} bytes), expected {blob.digest} ({blob.size})"

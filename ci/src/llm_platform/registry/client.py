@@ -22,7 +22,7 @@ from typing import Protocol
 from llm_platform.errors import RegistryError
 from llm_platform.http_client import httpx
 from llm_platform.logs import get_logger
-from llm_platform.oci import MANIFEST_ACCEPT, sha256_digest
+from llm_platform.oci import MANIFEST_ACCEPT, digest_of, sha256_digest
 from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV
 from llm_platform.registry.auth import Credentials, RegistryAuth
 from llm_platform.registry.policy import RegistryPolicy, UploadMode, policy_for
@@ -431,7 +431,7 @@ class RegistryClient:
                 ) from None
             if size is not None and count != size:
                 raise RegistryError(f"{self.host}: {what}: got {count} bytes, expected {size}")
-            if "sha256:" + hasher.hexdigest() != digest:
+            if digest_of(hasher) != digest:
                 raise RegistryError(f"{self.host}: {what}: content does not match its digest")
         finally:
             response.close()
