@@ -87,18 +87,24 @@ def main() -> None:
         t1, f1, o1, n1 = time_lint(base, crds, args.repeat)
         t20, f20, o20, n20 = time_lint(big, crds, 2)
         wall = cli_wall(base, crds)
-    print(f"tree: {label}; CRDs: {', '.join(map(str, crds))}; {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}; warm runs (kubectl started and CRD cache filled by an "
-          "untimed first run); median time")
+    print(
+        f"tree: {label}; CRDs: {', '.join(map(str, crds))}; {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}; warm runs (kubectl started and CRD cache filled by an "
+        "untimed first run); median time"
+    )
     print("| tree | files | objects | findings | lint time (s) | ratio |")
     print("|---|---:|---:|---:|---:|---:|")
     print(f"| reference | {f1} | {o1} | {n1} | {t1:.2f} | 1.0x |")
-    print(f"| generated {args.copies}x | {f20} | {o20} | {n20} | {t20:.2f} | {t20 / t1:.1f}x "
-          f"(objects {o20 / o1:.1f}x, time per object {t20 / o20 * 1000:.1f} ms vs {t1 / o1 * 1000:.1f} ms) |")
+    print(
+        f"| generated {args.copies}x | {f20} | {o20} | {n20} | {t20:.2f} | {t20 / t1:.1f}x "
+        f"(objects {o20 / o1:.1f}x, time per object {t20 / o20 * 1000:.1f} ms vs {t1 / o1 * 1000:.1f} ms) |"
+    )
     print(f"CLI wall time on the reference tree (process start, imports, cold kubectl): {wall:.2f} s")
-    print(f"target: reference < 3 s -> {'PASS' if t1 < 3 else 'FAIL'}; "
-          f"growth linear (time ratio <= 1.25 x object ratio) -> "
-          f"{'PASS' if t20 / t1 <= 1.25 * o20 / o1 else 'FAIL'}")
+    print(
+        f"target: reference < 3 s -> {'PASS' if t1 < 3 else 'FAIL'}; "
+        f"growth linear (time ratio <= 1.25 x object ratio) -> "
+        f"{'PASS' if t20 / t1 <= 1.25 * o20 / o1 else 'FAIL'}"
+    )
 
 
 if __name__ == "__main__":

@@ -40,11 +40,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "ci" / "src"))
 
-from tests.support.images import build_busybox_layout
-from tests.support.registry import Registry
-
 from llm_platform.modelcar.build import build_layout
 from llm_platform.modelcar.prepare import SourceOptions
+from tests.support.images import build_busybox_layout
+from tests.support.registry import Registry
 
 MiB = 1024 * 1024
 TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"
@@ -124,8 +123,16 @@ def settle(inputs: list[Path], prepare: list[list[str]]) -> None:
                 pass
 
 
-def measure(tool: str, scenario: str, commands: list[list[str]], registry: Registry, env: dict[str, str],
-            log: Path, inputs: list[Path], prepare: list[list[str]]) -> Run:
+def measure(
+    tool: str,
+    scenario: str,
+    commands: list[list[str]],
+    registry: Registry,
+    env: dict[str, str],
+    log: Path,
+    inputs: list[Path],
+    prepare: list[list[str]],
+) -> Run:
     """Run the commands one after the other; wall time, registry bytes received, peak RSS of any of them."""
     assert registry.proc is not None
     settle(inputs, prepare)
@@ -142,8 +149,13 @@ def measure(tool: str, scenario: str, commands: list[list[str]], registry: Regis
             out.flush()
             # GNU time reports its child's own peak RSS: a child forked straight from this (big) Python
             # process would inherit our high-water mark in ru_maxrss.
-            proc = subprocess.run([TIME, "-f", "%M %U %S", "-o", str(rss_file), *command], stdout=out, stderr=out, check=False,
-                                  env=env)
+            proc = subprocess.run(
+                [TIME, "-f", "%M %U %S", "-o", str(rss_file), *command],
+                stdout=out,
+                stderr=out,
+                check=False,
+                env=env,
+            )
             rss, user, system = rss_file.read_text().split()[-3:]
             peak = max(peak, int(rss))
             cpu += float(user) + float(system)
@@ -151,8 +163,16 @@ def measure(tool: str, scenario: str, commands: list[list[str]], registry: Regis
                 ok = False
                 break
     seconds = time.monotonic() - started
-    return Run(tool, scenario, seconds, rchar(registry.proc.pid) - before, peak, cpu,
-               cpu_of(registry.proc.pid) - registry_cpu, ok)
+    return Run(
+        tool,
+        scenario,
+        seconds,
+        rchar(registry.proc.pid) - before,
+        peak,
+        cpu,
+        cpu_of(registry.proc.pid) - registry_cpu,
+        ok,
+    )
 
 
 FLOOR_SCRIPT = r"""#!/usr/bin/env bash
@@ -212,15 +232,28 @@ class FakeHub:
                 path = self.path.split("?")[0]
                 files = sorted(p for p in server.root.iterdir() if p.is_file())
                 if path.startswith(f"/api/models/{server.repo}/revision/"):
-                    self._json({"id": server.repo, "modelId": server.repo, "sha": server.revision, "private": False,
-                                "siblings": [{"rfilename": p.name} for p in files]})
+                    self._json(
+                        {
+                            "id": server.repo,
+                            "modelId": server.repo,
+                            "sha": server.revision,
+                            "private": False,
+                            "siblings": [{"rfilename": p.name} for p in files],
+                        }
+                    )
                 elif path.startswith(f"/api/models/{server.repo}/tree/"):
                     entries = []
                     for p in files:
                         size = p.stat().st_size
-                        entries.append({"type": "file", "oid": hashlib.sha1(p.name.encode()).hexdigest(),
-                                        "size": size, "path": p.name,
-                                        "lfs": {"oid": server.sha[p.name], "size": size, "pointerSize": 134}})
+                        entries.append(
+                            {
+                                "type": "file",
+                                "oid": hashlib.sha1(p.name.encode()).hexdigest(),
+                                "size": size,
+                                "path": p.name,
+                                "lfs": {"oid": server.sha[p.name], "size": size, "pointerSize": 134},
+                            }
+                        )
                     self._json(entries)
                 elif path.startswith(f"/{server.repo}/resolve/"):
                     file = server.root / path.rsplit("/", 1)[1]
@@ -263,13 +296,20 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3, help="runs per scenario of the floor and of ours")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a new temp dir under /tmp")
-    parser.add_argument("--oci-modelcar", type=Path, default=Path("/tmp/bench-ocimc/bin/oci-modelcar"),
-                        help="oci-modelcar executable (pip install oci-modelcar==1.3.0 into its own venv)")
+    parser.add_argument(
+        "--oci-modelcar",
+        type=Path,
+        default=Path("/tmp/bench-ocimc/bin/oci-modelcar"),
+        help="oci-modelcar executable (pip install oci-modelcar==1.3.0 into its own venv)",
+    )
     parser.add_argument("--skip", action="append", default=[], choices=["buildah", "oci-modelcar"])
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
-    parser.add_argument("--pin", action="store_true",
-                        help="registry on CPU 0, the tool on CPU 1 (taskset): client and registry do not compete "
-                             "for cores, as when they are different machines")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="registry on CPU 0, the tool on CPU 1 (taskset): client and registry do not compete "
+        "for cores, as when they are different machines",
+    )
     args = parser.parse_args()
     if args.shards * args.shard_mib > 3072:
         parser.error("keep the generated set at 3 GiB or less")
@@ -284,14 +324,21 @@ def main() -> int:
     try:
         # Our package's bytecode, as an installed wheel has it (PYTHONDONTWRITEBYTECODE would otherwise make
         # every run of ours compile its modules again).
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "ci" / "src")], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", str(REPO / "ci" / "src")],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         source = work / "weights"
         source.mkdir()
-        print(f"generating {args.shards} x {args.shard_mib} MiB of random shards in {source}", file=sys.stderr)
+        print(
+            f"generating {args.shards} x {args.shard_mib} MiB of random shards in {source}", file=sys.stderr
+        )
         names = [f"model-{i + 1:05d}-of-{args.shards:05d}.safetensors" for i in range(args.shards)]
         hashes = {name: write_random(source / name, args.shard_mib * MiB) for name in names}
-        (source / "config.json").write_text(json.dumps({"architectures": ["BenchModel"], "hidden_size": 4096}))
+        (source / "config.json").write_text(
+            json.dumps({"architectures": ["BenchModel"], "hidden_size": 4096})
+        )
         hashes["config.json"] = hashlib.sha256((source / "config.json").read_bytes()).hexdigest()
         spec = work / "modelcars" / "bench-model.yaml"
         spec.parent.mkdir()
@@ -310,10 +357,20 @@ def main() -> int:
             if layout.exists():
                 shutil.rmtree(layout)
             shutil.rmtree(built_cache, ignore_errors=True)
-            build_layout(SourceOptions(spec=spec, source_dir=source, base=base.ref, cache_dir=built_cache), output=layout)
+            build_layout(
+                SourceOptions(spec=spec, source_dir=source, base=base.ref, cache_dir=built_cache),
+                output=layout,
+            )
 
-        buildah = [shutil.which("buildah") or "buildah", "--root", str(buildah_root / "r"), "--runroot",
-                   str(buildah_root / "u"), "--storage-driver", "vfs"]
+        buildah = [
+            shutil.which("buildah") or "buildah",
+            "--root",
+            str(buildah_root / "r"),
+            "--runroot",
+            str(buildah_root / "u"),
+            "--storage-driver",
+            "vfs",
+        ]
         containerfile = work / "Containerfile"
         containerfile.write_text(
             f"FROM oci:{base.path}:{base.tag}\n"
@@ -333,41 +390,109 @@ def main() -> int:
         # tool -> (command lines for a registry host and scenario, extra environment, note)
         tools: dict[str, tuple[Callable[[str, str], list[list[str]]], dict[str, str], str]] = {
             "floor (curl PUT)": (
-                lambda host, _: [["bash", str(floor_script), host, "bench/floor", str(layout),
-                                  str(args.concurrency)]],
-                {}, ""),
+                lambda host, _: [
+                    ["bash", str(floor_script), host, "bench/floor", str(layout), str(args.concurrency)]
+                ],
+                {},
+                "",
+            ),
             "llm-platform publish": (
-                lambda host, scenario: [[str(REPO / ".venv" / "bin" / "llm-platform"), "modelcar", "publish",
-                                         str(spec), "--source-dir", str(source), "--base", base.ref, "--to",
-                                         f"{host}/bench/ours", "--cache-dir", str(our_cache(scenario)),
-                                         "--concurrency", str(args.concurrency)]],
-                {}, ""),
+                lambda host, scenario: [
+                    [
+                        str(REPO / ".venv" / "bin" / "llm-platform"),
+                        "modelcar",
+                        "publish",
+                        str(spec),
+                        "--source-dir",
+                        str(source),
+                        "--base",
+                        base.ref,
+                        "--to",
+                        f"{host}/bench/ours",
+                        "--cache-dir",
+                        str(our_cache(scenario)),
+                        "--concurrency",
+                        str(args.concurrency),
+                    ]
+                ],
+                {},
+                "",
+            ),
         }
         if "oci-modelcar" not in args.skip and args.oci_modelcar.exists():
             hub = FakeHub(source, "bench-org/bench-model", REVISION)
             hub.sha = hashes
             tools["oci-modelcar"] = (
-                lambda host, _: [[str(args.oci_modelcar), "push", "--hf-repo", "bench-org/bench-model", "--hf-revision",
-                               REVISION, "--hf-endpoint", hub.endpoint, "--registry", host, "--target-repo",  # type: ignore[union-attr]
-                               "bench/oci-modelcar", "--workers", str(args.concurrency), "--spool-dir",
-                               str(work / "spool"), "--quiet", "--force", "--no-reuse-records"]],
-                {"HF_HUB_DISABLE_TELEMETRY": "1"}, "(downloads from a local fake hub: it has no local-dir input)")
+                lambda host, _: [
+                    [
+                        str(args.oci_modelcar),
+                        "push",
+                        "--hf-repo",
+                        "bench-org/bench-model",
+                        "--hf-revision",
+                        REVISION,
+                        "--hf-endpoint",
+                        hub.endpoint,
+                        "--registry",
+                        host,
+                        "--target-repo",  # type: ignore[union-attr]
+                        "bench/oci-modelcar",
+                        "--workers",
+                        str(args.concurrency),
+                        "--spool-dir",
+                        str(work / "spool"),
+                        "--quiet",
+                        "--force",
+                        "--no-reuse-records",
+                    ]
+                ],
+                {"HF_HUB_DISABLE_TELEMETRY": "1"},
+                "(downloads from a local fake hub: it has no local-dir input)",
+            )
         elif "oci-modelcar" not in args.skip:
             print(f"oci-modelcar not found at {args.oci_modelcar}: skipped", file=sys.stderr)
         if "buildah" not in args.skip:
             tools["buildah bud + push"] = (
                 lambda host, _: [
-                    [*buildah, "bud", "--layers", "--quiet", "-t", "bench-model:latest", "-f", str(containerfile),
-                     str(source)],
-                    [*buildah, "push", "--tls-verify=false", "--quiet", "bench-model:latest",
-                     f"docker://{host}/bench/buildah:latest"]],
-                {}, "")
+                    [
+                        *buildah,
+                        "bud",
+                        "--layers",
+                        "--quiet",
+                        "-t",
+                        "bench-model:latest",
+                        "-f",
+                        str(containerfile),
+                        str(source),
+                    ],
+                    [
+                        *buildah,
+                        "push",
+                        "--tls-verify=false",
+                        "--quiet",
+                        "bench-model:latest",
+                        f"docker://{host}/bench/buildah:latest",
+                    ],
+                ],
+                {},
+                "",
+            )
         repeats = {tool: args.repeat if tool in PAIRED else 1 for tool in tools}
         python = str(REPO / ".venv" / "bin" / "python")
         prepare = {  # untimed, after the page cache is dropped: each tool's code back in memory
-            "floor (curl PUT)": [["bash", "-c", "curl --version; xargs --version; awk --version; python3 -c pass"]],
-            "llm-platform publish": [[python, "-c", ("import llm_platform.cli.commands, llm_platform.modelcar.publish, "
-                                                     "llm_platform.registry.client")]],
+            "floor (curl PUT)": [
+                ["bash", "-c", "curl --version; xargs --version; awk --version; python3 -c pass"]
+            ],
+            "llm-platform publish": [
+                [
+                    python,
+                    "-c",
+                    (
+                        "import llm_platform.cli.commands, llm_platform.modelcar.publish, "
+                        "llm_platform.registry.client"
+                    ),
+                ]
+            ],
             "oci-modelcar": [[str(args.oci_modelcar), "--help"]],
             "buildah bud + push": [[*buildah, "--version"]],
         }
@@ -375,7 +500,9 @@ def main() -> int:
         for index, tool in enumerate(tools):
             registries[tool] = Registry(work / f"registry-{index}", wrapper=pin_registry)
         if not os.access(DROP_CACHES, os.W_OK):
-            print(f"{DROP_CACHES} not writable: runs start with whatever the page cache holds", file=sys.stderr)
+            print(
+                f"{DROP_CACHES} not writable: runs start with whatever the page cache holds", file=sys.stderr
+            )
 
         def run(tool: str, scenario: str, repetition: int) -> None:
             commands, extra_env, note = tools[tool]
@@ -385,9 +512,13 @@ def main() -> int:
                 shutil.rmtree(registry.storage, ignore_errors=True)
             if registry.proc is None:
                 registry.start()
-            inputs = sorted(p for p in (layout if tool.startswith("floor") else source).rglob("*") if p.is_file())
+            inputs = sorted(
+                p for p in (layout if tool.startswith("floor") else source).rglob("*") if p.is_file()
+            )
             lines = [[*pin_tool, *line] for line in commands(registry.host, scenario)]
-            result = measure(tool, scenario, lines, registry, {**env, **extra_env}, log, inputs, prepare[tool])
+            result = measure(
+                tool, scenario, lines, registry, {**env, **extra_env}, log, inputs, prepare[tool]
+            )
             result.note, result.repetition = note, repetition
             runs.append(result)
             print(f"{scenario} {tool}: {result.seconds:.2f}s", file=sys.stderr)
@@ -441,30 +572,41 @@ def report(runs: list[Run], args: argparse.Namespace) -> None:
     groups: dict[tuple[str, str], list[Run]] = {}
     for r in runs:
         groups.setdefault((r.scenario, r.tool), []).append(r)
-    floor = {scenario: median([r.seconds for r in group]) for (scenario, tool), group in groups.items()
-             if tool.startswith("floor")}
+    floor = {
+        scenario: median([r.seconds for r in group])
+        for (scenario, tool), group in groups.items()
+        if tool.startswith("floor")
+    }
     total = args.shards * args.shard_mib
     pinning = "registry pinned to CPU 0, tool to CPU 1" if args.pin else f"{os.cpu_count()} CPUs shared"
-    print(f"\n{args.shards} x {args.shard_mib} MiB shards ({total} MiB), concurrency {args.concurrency}, "
-          f"one local docker-registry per tool, {pinning}; medians of the runs listed\n")
-    print("| scenario | tool | runs (wall s) | median s | x floor | MiB received by registry | peak RSS MiB "
-          "| tool CPU s | registry CPU s | ok |")
+    print(
+        f"\n{args.shards} x {args.shard_mib} MiB shards ({total} MiB), concurrency {args.concurrency}, "
+        f"one local docker-registry per tool, {pinning}; medians of the runs listed\n"
+    )
+    print(
+        "| scenario | tool | runs (wall s) | median s | x floor | MiB received by registry | peak RSS MiB "
+        "| tool CPU s | registry CPU s | ok |"
+    )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     for (scenario, tool), group in groups.items():
         seconds = median([r.seconds for r in group])
         ratio = seconds / floor[scenario] if floor.get(scenario) else float("nan")
-        print(f"| {scenario} | {tool} | {' '.join(f'{r.seconds:.2f}' for r in group)} | {seconds:.2f} | "
-              f"{ratio:.2f} | {median([r.bytes_received / MiB for r in group]):.1f} | "
-              f"{max(r.peak_rss_kib for r in group) / 1024:.0f} | {median([r.cpu_seconds for r in group]):.1f} | "
-              f"{median([r.registry_cpu_seconds for r in group]):.1f} | "
-              f"{'yes' if all(r.ok for r in group) else 'FAILED'} {group[0].note} |")
+        print(
+            f"| {scenario} | {tool} | {' '.join(f'{r.seconds:.2f}' for r in group)} | {seconds:.2f} | "
+            f"{ratio:.2f} | {median([r.bytes_received / MiB for r in group]):.1f} | "
+            f"{max(r.peak_rss_kib for r in group) / 1024:.0f} | {median([r.cpu_seconds for r in group]):.1f} | "
+            f"{median([r.registry_cpu_seconds for r in group]):.1f} | "
+            f"{'yes' if all(r.ok for r in group) else 'FAILED'} {group[0].note} |"
+        )
     for scenario in dict.fromkeys(r.scenario for r in runs):
         floor_runs = {r.repetition: r.seconds for r in groups.get((scenario, PAIRED[0]), [])}
         ours_runs = {r.repetition: r.seconds for r in groups.get((scenario, PAIRED[1]), [])}
         ratios = [ours_runs[i] / floor_runs[i] for i in sorted(ours_runs) if i in floor_runs]
         if ratios:
-            print(f"{scenario}: ours / floor run by run: {' '.join(f'{x:.2f}' for x in ratios)}; "
-                  f"median {median(ratios):.2f}")
+            print(
+                f"{scenario}: ours / floor run by run: {' '.join(f'{x:.2f}' for x in ratios)}; "
+                f"median {median(ratios):.2f}"
+            )
     for (scenario, tool), group in groups.items():
         cold = groups.get(("cold", tool))
         if scenario == "warm" and cold:

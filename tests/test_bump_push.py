@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.support.bump_cli import CliRun, run_cli
 from tests.support.bump_fixture import (
     HF_COMMIT,

@@ -10,12 +10,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.support.bump_cli import CliRun, run_cli
-from tests.support.bump_fixture import HF_COMMIT, commit_all, digest_of, git, git_env
-from tests.support.tools import require_tool
 
 from llm_platform.modelcar.spec import load_spec
 from llm_platform.oci import GIT_COMMIT_RE
+from tests.support.bump_cli import CliRun, run_cli
+from tests.support.bump_fixture import HF_COMMIT, commit_all, digest_of, git, git_env
+from tests.support.tools import require_tool
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ from llm_platform.lint.crds_lock import default_crd_cache
 from llm_platform.lint.engine import default_cache_dir as crd_schema_cache
 from llm_platform.modelcar.digest_cache import default_cache_dir as digest_cache_dir
 
+pytestmark = pytest.mark.unit  # pure: no registry, podman, git remote or heavy tools
+
 
 def test_precedence() -> None:
     assert cache_root({"LLM_PLATFORM_CACHE_DIR": "/c", "XDG_CACHE_HOME": "/x", "HOME": "/h"}) == "/c"

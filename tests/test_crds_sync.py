@@ -1,11 +1,13 @@
-"""`llm-platform crds sync` against a local HTTP server serving the upstream CRD files (never the internet):
-files land verified in the cache, a second run downloads nothing, a tampered file is refused."""
+"""`llm-platform crds sync`, never against the internet: from a local HTTP server serving the locked CRD
+files (files land verified in the cache, a second run downloads nothing, a tampered file is refused), and
+from a mirror directory (`--mirror DIR` / $LLM_PLATFORM_CRDS_MIRROR) verified exactly like a download."""
 
 from __future__ import annotations
 
 import hashlib
-import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,10 +17,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from llm_platform.errors import InputError, PinnedFileError
+from llm_platform.lint.crds_lock import CRDS_MIRROR_ENV, CrdLock, load_lock, sync_crds
 from tests.support.loopback import LoopbackHTTPServer
 
-from llm_platform.errors import RegistryError
-from llm_platform.lint.crds_lock import CrdLock, load_lock, sync_crds
+pytestmark = pytest.mark.unit  # pure: no registry, podman, git remote or heavy tools
 
 _CLI = str(Path(sys.executable).with_name("llm-platform"))
 
@@ -28,21 +32,44 @@ class _Quiet(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def served(tmp_path: Path, shared_dir: Path) -> Iterator[tuple[Path, str]]:
-    """A copy of shared/crds served on 127.0.0.1 (a copy, so a test may tamper with it)."""
-    root = tmp_path / "served"
-    shutil.copytree(shared_dir / "crds", root)
-    for p in root.rglob("*"):
+def _env(**extra: str) -> dict[str, str]:
+    """The caller's environment without a CRD mirror (.ci/run sets one), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k != CRDS_MIRROR_ENV}
+    return {**env, **extra}
+
+
+def _copy_tree(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest)
+    for p in dest.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
+    return dest
+
+
+@pytest.fixture
+def served(tmp_path: Path, crds_dir: Path) -> Iterator[tuple[Path, str]]:
+    """A copy of the synced CRDs served on 127.0.0.1 (a copy, so a test may tamper with it)."""
+    root = _copy_tree(crds_dir, tmp_path / "served")
     server = LoopbackHTTPServer(partial(_Quiet, directory=str(root))).start()
     yield root, f"{server.url}/"
     server.stop()
 
 
-def _local_lock(repo_root: Path, tmp_path: Path, base: str) -> Path:
-    """The real gitops/crds.lock.yaml with each URL pointed at the local server."""
+@pytest.fixture
+def mirror(tmp_path: Path, crds_dir: Path) -> Path:
+    """A mirror directory laid out like ../shared/crds (<project>/<tag>/<file>), a copy a test may tamper with."""
+    return _copy_tree(crds_dir, tmp_path / "mirror")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _local_lock(repo_root: Path, tmp_path: Path, base: str, entries: slice = slice(None)) -> Path:
+    """The real gitops/crds.lock.yaml (or a slice of it) with each URL pointed at `base`."""
     data = yaml.safe_load((repo_root / "gitops" / "crds.lock.yaml").read_text())
+    data["crds"] = data["crds"][entries]
     for entry in data["crds"]:
         entry["url"] = base + entry["file"]
     path = tmp_path / "crds.lock.yaml"
@@ -50,14 +77,47 @@ def _local_lock(repo_root: Path, tmp_path: Path, base: str) -> Path:
     return path
 
 
-def test_lock_matches_the_crd_index(repo_root: Path, shared_dir: Path) -> None:
+def _nowhere_lock(repo_root: Path, tmp_path: Path, entries: slice = slice(None)) -> Path:
+    """The lock with every URL on a closed local port: any attempt to download fails."""
+    return _local_lock(repo_root, tmp_path, f"http://127.0.0.1:{_closed_port()}/", entries)
+
+
+def _no_temporaries(cache: Path) -> bool:
+    return not [p for p in cache.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+
+
+def test_lock_entries_are_pinned_upstream_files_with_their_real_kinds(
+    repo_root: Path, crds_dir: Path
+) -> None:
     lock = load_lock(repo_root / "gitops" / "crds.lock.yaml")
-    index = json.loads((shared_dir / "crds" / "INDEX.json").read_text())
-    assert [(e.url, e.sha256, e.file) for e in lock.crds] == [(i["raw_url"], i["sha256"], i["file"]) for i in index]
+    files = [e.file for e in lock.crds]
+    assert len(files) == len(set(files)) >= 30
+    for e in lock.crds:
+        # The cache path is <project>/<tag>/<upstream file name>, the URL is that tag's raw file.
+        assert e.file == f"{e.project}/{e.version}/{e.url.rsplit('/', 1)[1]}", e.file
+        assert e.url.startswith("https://raw.githubusercontent.com/") and f"/{e.version}/" in e.url, e.url
+        # The kinds the lock claims are the ones the synced file really defines.
+        docs = [d for d in yaml.load_all((crds_dir / e.file).read_bytes(), Loader=yaml.CSafeLoader) if d]
+        defined = sorted(
+            f"{d['spec']['group']}/{d['spec']['names']['kind']}"
+            for d in docs
+            if d.get("kind") == "CustomResourceDefinition"
+        )
+        assert defined == sorted(e.kinds), e.file
 
 
-def test_sync_downloads_verifies_and_then_reuses_the_cache(repo_root: Path, tmp_path: Path,
-                                                           served: tuple[Path, str]) -> None:
+def test_the_session_crds_are_exactly_the_lock(repo_root: Path, crds_dir: Path) -> None:
+    lock = load_lock(repo_root / "gitops" / "crds.lock.yaml")
+    assert sorted(p.relative_to(crds_dir).as_posix() for p in crds_dir.rglob("*") if p.is_file()) == sorted(
+        e.file for e in lock.crds
+    )
+    for entry in lock.crds:
+        assert hashlib.sha256((crds_dir / entry.file).read_bytes()).hexdigest() == entry.sha256
+
+
+def test_sync_downloads_verifies_and_then_reuses_the_cache(
+    repo_root: Path, tmp_path: Path, served: tuple[Path, str]
+) -> None:
     lock = load_lock(_local_lock(repo_root, tmp_path, served[1]))
     cache = tmp_path / "cache"
     assert sync_crds(lock, cache) == (len(lock.crds), 0)
@@ -71,51 +131,178 @@ def test_sync_downloads_verifies_and_then_reuses_the_cache(repo_root: Path, tmp_
     assert hashlib.sha256(victim.read_bytes()).hexdigest() == lock.crds[0].sha256
 
 
-def test_tampered_file_is_refused_and_not_written(repo_root: Path, tmp_path: Path,
-                                                  served: tuple[Path, str]) -> None:
+def test_tampered_file_is_refused_and_not_written(
+    repo_root: Path, tmp_path: Path, served: tuple[Path, str]
+) -> None:
     root, base = served
     lock = load_lock(_local_lock(repo_root, tmp_path, base))
     tampered = lock.crds[7]
     path = root / tampered.file
     path.write_bytes(path.read_bytes().replace(b"maximum: 65535", b"maximum: 65536", 1) + b"\n# x\n")
     cache = tmp_path / "cache"
-    with pytest.raises(RegistryError) as err:
+    with pytest.raises(PinnedFileError) as err:
         sync_crds(lock, cache)
     assert tampered.url in str(err.value) and "does not match the lock" in str(err.value)
     assert not (cache / tampered.file).exists()
-    assert not list(cache.rglob("*.tmp"))
+    assert _no_temporaries(cache)
     others = [e for e in lock.crds if e is not tampered]
     assert all((cache / e.file).is_file() for e in others)
 
 
-def test_cli_sync_prints_cache_and_fails_on_mismatch(repo_root: Path, tmp_path: Path,
-                                                     served: tuple[Path, str]) -> None:
+def test_cli_sync_prints_cache_and_fails_on_mismatch(
+    repo_root: Path, tmp_path: Path, served: tuple[Path, str]
+) -> None:
     root, base = served
-    lock_path = _local_lock(repo_root, tmp_path, base)
+    lock_path = _local_lock(repo_root, tmp_path, base, slice(7, 9))  # InferencePool + InferenceObjective
     small = yaml.safe_load(lock_path.read_text())
-    small["crds"] = small["crds"][7:9]  # InferencePool + InferenceObjective: keep the CLI test quick
-    lock_path.write_text(yaml.safe_dump(small))
     cache = tmp_path / "cli-cache"
-    cli = [_CLI]
-    ok = subprocess.run([*cli, "crds", "sync", "--lock", str(lock_path), "--cache", str(cache)],
-                        capture_output=True, text=True, check=False)
+    argv = [_CLI, "crds", "sync", "--lock", str(lock_path), "--cache", str(cache)]
+    ok = subprocess.run(argv, capture_output=True, text=True, check=False, env=_env())
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == str(cache)
     assert len(list(cache.rglob("*.yaml"))) == 2
     CrdLock.model_validate(small)
     (root / small["crds"][1]["file"]).write_text("tampered: true\n")
     shutil.rmtree(cache)
-    bad = subprocess.run([*cli, "crds", "sync", "--lock", str(lock_path), "--cache", str(cache)],
-                         capture_output=True, text=True, check=False)
+    bad = subprocess.run(argv, capture_output=True, text=True, check=False, env=_env())
     assert bad.returncode == 1
     assert "llm-platform: error: crds sync refused 1 file(s)" in bad.stderr
     assert not (cache / small["crds"][1]["file"]).exists()
 
 
+def test_unreachable_upstream_is_one_line_that_says_how_to_give_a_mirror(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    lock_path = _nowhere_lock(repo_root, tmp_path)
+    proc = subprocess.run(
+        [_CLI, "crds", "sync", "--lock", str(lock_path), "--cache", str(tmp_path / "c")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=_env(),
+    )
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("llm-platform: error: crds sync: cannot reach 127.0.0.1:"), line
+    assert "--mirror DIR" in line and f"{CRDS_MIRROR_ENV}=DIR" in line
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("*"))
+
+
+def test_mirror_syncs_every_file_without_the_network_then_reuses_the_cache(
+    repo_root: Path, tmp_path: Path, mirror: Path
+) -> None:
+    lock = load_lock(_nowhere_lock(repo_root, tmp_path))  # a download would fail: only the mirror can work
+    cache = tmp_path / "cache"
+    assert sync_crds(lock, cache, mirror=mirror) == (len(lock.crds), 0)
+    for entry in lock.crds:
+        assert hashlib.sha256((cache / entry.file).read_bytes()).hexdigest() == entry.sha256
+    assert _no_temporaries(cache)
+    shutil.rmtree(mirror)  # verified cache entries are not read from the mirror again
+    mirror.mkdir()
+    assert sync_crds(lock, cache, mirror=mirror) == (0, len(lock.crds))
+
+
+def test_mirror_with_a_tampered_file_is_refused_naming_it(
+    repo_root: Path, tmp_path: Path, mirror: Path
+) -> None:
+    lock = load_lock(_nowhere_lock(repo_root, tmp_path))
+    tampered = lock.crds[7]
+    path = mirror / tampered.file
+    path.write_bytes(path.read_bytes().replace(b"maximum: 65535", b"maximum: 65536", 1))
+    cache = tmp_path / "cache"
+    (cache / tampered.file).parent.mkdir(parents=True)
+    (cache / tampered.file).write_text("stale: true\n")  # a wrong cached copy goes too
+    with pytest.raises(PinnedFileError) as err:
+        sync_crds(lock, cache, mirror=mirror)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("crds sync refused 1 file(s): ")
+    assert f"{path}: sha256 " in message and f"does not match the lock ({tampered.sha256})" in message
+    assert f"replace it with the file from {tampered.url}" in message
+    assert not (cache / tampered.file).exists()
+    assert _no_temporaries(cache)
+    assert all((cache / e.file).is_file() for e in lock.crds if e is not tampered)
+
+
+def test_mirror_with_a_missing_file_is_refused_naming_it(
+    repo_root: Path, tmp_path: Path, mirror: Path
+) -> None:
+    lock = load_lock(_nowhere_lock(repo_root, tmp_path))
+    missing = lock.crds[0]
+    (mirror / missing.file).unlink()
+    cache = tmp_path / "cache"
+    with pytest.raises(PinnedFileError) as err:
+        sync_crds(lock, cache, mirror=mirror)
+    message = str(err.value)
+    assert "\n" not in message
+    assert (
+        f"{mirror / missing.file}: missing from the mirror; put the file from {missing.url} there" in message
+    )
+    assert not (cache / missing.file).exists()
+    assert _no_temporaries(cache)
+    assert all((cache / e.file).is_file() for e in lock.crds if e is not missing)
+
+
+def test_mirror_that_is_not_a_directory_is_bad_input(repo_root: Path, tmp_path: Path) -> None:
+    lock = load_lock(_nowhere_lock(repo_root, tmp_path))
+    with pytest.raises(
+        InputError,
+        match=r"crds sync: mirror .*/nope is not a directory .*--mirror DIR or "
+        r"LLM_PLATFORM_CRDS_MIRROR=DIR",
+    ):
+        sync_crds(lock, tmp_path / "cache", mirror=tmp_path / "nope")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_cli_mirror_from_the_flag_and_from_the_environment(
+    repo_root: Path, tmp_path: Path, mirror: Path
+) -> None:
+    lock_path = _nowhere_lock(repo_root, tmp_path, slice(7, 9))
+    small = load_lock(lock_path)
+    by_flag = tmp_path / "by-flag"
+    proc = subprocess.run(
+        [_CLI, "crds", "sync", "--lock", str(lock_path), "--cache", str(by_flag), "--mirror", str(mirror)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=_env(),
+    )
+    assert (proc.returncode, proc.stdout) == (0, f"{by_flag}\n"), proc.stderr
+    assert sorted(p.relative_to(by_flag).as_posix() for p in by_flag.rglob("*.yaml")) == sorted(
+        e.file for e in small.crds
+    )
+
+    by_env = tmp_path / "by-env"
+    argv = [_CLI, "crds", "sync", "--lock", str(lock_path), "--cache", str(by_env)]
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, check=False, env=_env(**{CRDS_MIRROR_ENV: str(mirror)})
+    )
+    assert (proc.returncode, proc.stdout) == (0, f"{by_env}\n"), proc.stderr
+    assert len(list(by_env.rglob("*.yaml"))) == 2
+
+    shutil.rmtree(by_env)
+    (mirror / small.crds[1].file).write_text("tampered: true\n")
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, check=False, env=_env(**{CRDS_MIRROR_ENV: str(mirror)})
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("llm-platform: error: crds sync refused 1 file(s): ")
+    assert str(mirror / small.crds[1].file) in line
+    assert not (by_env / small.crds[1].file).exists() and (by_env / small.crds[0].file).is_file()
+
+
 def test_bad_lock_file_names_the_field(tmp_path: Path) -> None:
     lock = tmp_path / "crds.lock.yaml"
-    lock.write_text("crds:\n  - project: x\n    version: v1\n    url: ftp://nope\n    sha256: abc\n    file: a.yaml\n")
-    proc = subprocess.run([_CLI, "crds", "sync", "--lock", str(lock),
-                           "--cache", str(tmp_path / "c")], capture_output=True, text=True, check=False)
+    lock.write_text(
+        "crds:\n  - project: x\n    version: v1\n    url: ftp://nope\n    sha256: abc\n    file: a.yaml\n"
+    )
+    proc = subprocess.run(
+        [_CLI, "crds", "sync", "--lock", str(lock), "--cache", str(tmp_path / "c")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "crds.0.url" in proc.stderr

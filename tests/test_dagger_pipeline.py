@@ -269,7 +269,9 @@ def test_deploy_runs_the_pipeline_in_order_with_secrets_only_in_the_environment(
     # No inline programs: every step is an `llm-platform` command.
     assert all(argv[0] in ("llm-platform", "sh", "uv", "git") for chain in chains for argv in _execs(chain))
     # 2. which modelcars changed: the CLI on modelcars/ at its repository path, no secret, cacheable.
-    [changed] = [c for c, k in zip(chains, kinds) if k == ["llm-platform", "modelcar", "changed"]]
+    [changed] = [
+        c for c, k in zip(chains, kinds, strict=True) if k == ["llm-platform", "modelcar", "changed"]
+    ]
     assert _execs(changed)[-1] == commands.modelcar_changed_argv("modelcars")
     assert ("with_workdir", (containers.WORK,), {}) in changed
     assert [args[0] for name, args, _ in changed if name == "with_directory"][
@@ -277,7 +279,9 @@ def test_deploy_runs_the_pipeline_in_order_with_secrets_only_in_the_environment(
     ] == f"{containers.WORK}/modelcars"
     assert _secret_env(changed) == {} and not _busted(changed)
     # 3. one fresh publish per changed modelcar (and only those), HF token and password in the env.
-    publishes = [c for c, k in zip(chains, kinds) if k[:3] == ["llm-platform", "modelcar", "publish"]]
+    publishes = [
+        c for c, k in zip(chains, kinds, strict=True) if k[:3] == ["llm-platform", "modelcar", "publish"]
+    ]
     assert sorted(Path(_execs(c)[-1][3]).stem for c in publishes) == expected
     assert kinds.index(["llm-platform", "modelcar", "changed"]) < min(chains.index(c) for c in publishes)
     for chain in publishes:
@@ -287,7 +291,7 @@ def test_deploy_runs_the_pipeline_in_order_with_secrets_only_in_the_environment(
     # 4. lint after the publishes, 5. the bumps last, one checkout, in order, each with the HF commit
     # its publish reported.
     assert kinds.index(["llm-platform", "lint", "gitops"]) > max(chains.index(c) for c in publishes)
-    bumps = [c for c, k in zip(chains, kinds) if k[:2] == ["llm-platform", "bump"]]
+    bumps = [c for c, k in zip(chains, kinds, strict=True) if k[:2] == ["llm-platform", "bump"]]
     assert bumps and all(chain[: len(bumps[0])] == bumps[0] for chain in bumps)  # one growing chain
     final = _execs(bumps[-1])
     bump_execs = [argv for argv in final if argv[:2] == ["llm-platform", "bump"]]

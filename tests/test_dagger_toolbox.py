@@ -17,18 +17,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.support import images
-from tests.support.images import BaseLayout
-from tests.support.registry import Registry
-from tests.support.tools import require_tool, run
 
-from llm_platform import main as module
+from llm_platform.dagger_module import commands as module
 from llm_platform.modelcar.build import BuildResult
 from llm_platform.modelcar.lock import ModelLock, StaleSpecs, render_lock
 from llm_platform.modelcar.publish import PublishResult
 from llm_platform.modelcar.spec import load_spec, spec_sha256
-
-busybox_layout = images.busybox_layout
+from tests.support.images import BaseLayout
+from tests.support.registry import Registry
+from tests.support.tools import require_tool, run
 
 SPEC_NAME = "minilm-demo"
 BIN = Path(sys.executable).parent
@@ -176,13 +173,13 @@ def test_publish_command_without_the_password_fails_naming_the_variable(
 
 
 def test_lint_gives_the_same_findings_on_the_bare_tree_the_toolbox_sees(
-    repo_root: Path, shared_dir: Path, tmp_path: Path
+    repo_root: Path, crds_dir: Path, tmp_path: Path
 ) -> None:
     # The toolbox holds only gitops/ under /work (no .git, no other top-level directory) and the CRDs
     # `crds sync` put in its cache, laid out like shared/crds. Lint must not depend on anything else.
     work = tmp_path / "work"
     shutil.copytree(repo_root / "gitops", work / "gitops")
-    crds = str(shared_dir / "crds")
+    crds = str(crds_dir)
 
     def lint(cwd: Path) -> subprocess.CompletedProcess[str]:
         argv = _local(module.lint_argv("gitops", crds))

@@ -6,7 +6,6 @@ checked by their pins and values files (they cannot be rendered without their re
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 import hcl2
 import pytest
 import yaml
+
+from llm_platform.lint.crds_lock import load_lock
 from tests.support.gitops import (
     CLUSTER_PROVIDES,
     DIGEST_REF,
@@ -55,10 +56,11 @@ def gitops(repo_root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def crd_groups(shared_dir: Path) -> set[str]:
-    """API groups defined by the upstream CRDs the tree is validated against."""
-    index = json.loads((shared_dir / "crds" / "INDEX.json").read_text())
-    return {kind["group"] for entry in index for kind in entry["kinds"]}
+def crd_groups(repo_root: Path) -> set[str]:
+    """API groups defined by the upstream CRDs the tree is validated against (the `kinds` of
+    gitops/crds.lock.yaml, `group/Kind` each)."""
+    lock = load_lock(repo_root / "gitops" / "crds.lock.yaml")
+    return {kind.partition("/")[0] for entry in lock.crds for kind in entry.kinds}
 
 
 @pytest.fixture(scope="module")
@@ -176,9 +178,7 @@ def test_crd_providers_sync_before_their_users(
         # The root itself creates the AppProject and Applications: CRDs from the bootstrap install.
         for app in apps:
             used = set(app.groups(REQUIRES))
-            used |= {
-                api_group(o) for o in app.rendered if "." in api_group(o) and api_group(o) in crd_groups
-            }
+            used |= {api_group(o) for o in app.rendered if "." in api_group(o) and api_group(o) in crd_groups}
             for group in sorted(used):
                 if group in cluster:
                     continue

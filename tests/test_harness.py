@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+
 from tests.support.registry import Registry
 
 

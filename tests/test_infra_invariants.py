@@ -17,10 +17,10 @@ from typing import Any
 
 import hcl2
 import pytest
-from tests.support.tools import require_tool
 
 from llm_platform.tofu import POLICY_FILE, PlatformOutputs
 from llm_platform.tofu.protection import load_policy
+from tests.support.tools import require_tool
 
 PROVIDER_VERSION = "7.28.0"  # hashicorp/google and google-beta, as pinned in ../shared/reference/platform.md
 

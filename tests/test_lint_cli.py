@@ -12,14 +12,16 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from tests.support.lint_fixtures import build_tree
-from tests.support.tools import require_tool
 
 from llm_platform.lint import RULES, LintConfig, PathIgnore, run_lint
 from llm_platform.lint.output import schema_text
+from tests.support.lint_fixtures import build_tree
+from tests.support.tools import require_tool
 
 _CLI = str(Path(sys.executable).with_name("llm-platform"))
-_LINE = re.compile(r"^(?P<path>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<sev>error|warning) (?P<rule>[a-z0-9-]+) .+$")
+_LINE = re.compile(
+    r"^(?P<path>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<sev>error|warning) (?P<rule>[a-z0-9-]+) .+$"
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -27,15 +29,24 @@ def _kubectl() -> None:
     require_tool("kubectl")
 
 
-def _cli(repo: Path, shared_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_CACHE_HOME": str(repo.parent / "xdg-cache")}  # the CRD schema cache stays in tmp
-    return subprocess.run([_CLI, "lint", *args, "--crds", str(shared_dir / "crds")], cwd=repo, capture_output=True,
-                          text=True, check=False, env=env)
+def _cli(repo: Path, crds_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "XDG_CACHE_HOME": str(repo.parent / "xdg-cache"),
+    }  # the CRD schema cache stays in tmp
+    return subprocess.run(
+        [_CLI, "lint", *args, "--crds", str(crds_dir)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
 
 
-def test_text_output_sorted_and_exit_1(tmp_path: Path, shared_dir: Path) -> None:
+def test_text_output_sorted_and_exit_1(tmp_path: Path, crds_dir: Path) -> None:
     repo = build_tree(tmp_path / "repo", "argocd-app-path-missing")
-    proc = _cli(repo, shared_dir)  # default PATH: gitops/
+    proc = _cli(repo, crds_dir)  # default PATH: gitops/
     assert proc.returncode == 1, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 3
@@ -47,29 +58,31 @@ def test_text_output_sorted_and_exit_1(tmp_path: Path, shared_dir: Path) -> None
     assert "3 finding(s)" in proc.stderr
 
 
-def test_clean_tree_exit_0_and_missing_path_exit_2(tmp_path: Path, shared_dir: Path) -> None:
+def test_clean_tree_exit_0_and_missing_path_exit_2(tmp_path: Path, crds_dir: Path) -> None:
     repo = build_tree(tmp_path / "repo")
-    proc = _cli(repo, shared_dir, "gitops")
+    proc = _cli(repo, crds_dir, "gitops")
     assert (proc.returncode, proc.stdout) == (0, "")
-    missing = _cli(repo, shared_dir, "no-such-dir")
+    missing = _cli(repo, crds_dir, "no-such-dir")
     assert missing.returncode == 2
     assert "llm-platform: error: lint: path" in missing.stderr and "no-such-dir" in missing.stderr
-    bad_version = _cli(repo, shared_dir, "gitops", "--kubernetes-version", "banana")
+    bad_version = _cli(repo, crds_dir, "gitops", "--kubernetes-version", "banana")
     assert bad_version.returncode == 2 and "--kubernetes-version" in bad_version.stderr
 
 
-def test_bad_config_exits_2_naming_the_field(tmp_path: Path, shared_dir: Path) -> None:
+def test_bad_config_exits_2_naming_the_field(tmp_path: Path, crds_dir: Path) -> None:
     repo = build_tree(tmp_path / "repo")
     (repo / "lint.yaml").write_text("ignore:\n  - path: gitops/**\n    rulez: [x]\n")
-    proc = _cli(repo, shared_dir, "gitops", "--config", "lint.yaml")
+    proc = _cli(repo, crds_dir, "gitops", "--config", "lint.yaml")
     assert proc.returncode == 2
     assert "ignore.0.rulez" in proc.stderr
 
 
-def test_json_output_validates_against_published_schema(tmp_path: Path, shared_dir: Path) -> None:
+def test_json_output_validates_against_published_schema(tmp_path: Path, crds_dir: Path) -> None:
     repo = build_tree(tmp_path / "repo", "yaml-truthy")
-    (repo / "gitops/platform/cluster/secret-store.yaml").write_text("kind: ClusterSecretStore\nmetadata: {}\n")
-    proc = _cli(repo, shared_dir, "--format", "json")
+    (repo / "gitops/platform/cluster/secret-store.yaml").write_text(
+        "kind: ClusterSecretStore\nmetadata: {}\n"
+    )
+    proc = _cli(repo, crds_dir, "--format", "json")
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
     schema = json.loads(schema_text("lint-report.schema.json"))
@@ -84,9 +97,9 @@ def test_json_output_validates_against_published_schema(tmp_path: Path, shared_d
         jsonschema.Draft202012Validator(schema).validate(doc)
 
 
-def test_sarif_output_validates_against_the_official_schema(tmp_path: Path, shared_dir: Path) -> None:
+def test_sarif_output_validates_against_the_official_schema(tmp_path: Path, crds_dir: Path) -> None:
     repo = build_tree(tmp_path / "repo", "argocd-crd-order")
-    proc = _cli(repo, shared_dir, "--format", "sarif")
+    proc = _cli(repo, crds_dir, "--format", "sarif")
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
     schema = json.loads(schema_text("sarif-2.1.0.json"))
@@ -94,7 +107,10 @@ def test_sarif_output_validates_against_the_official_schema(tmp_path: Path, shar
     jsonschema.Draft4Validator(schema).validate(doc)
     results = doc["runs"][0]["results"]
     assert {r["ruleId"] for r in results} == {"argocd-crd-order"}
-    assert results[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "gitops/apps/cluster-config.yaml"
+    assert (
+        results[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        == "gitops/apps/cluster-config.yaml"
+    )
     rules = doc["runs"][0]["tool"]["driver"]["rules"]
     assert rules[results[0]["ruleIndex"]]["id"] == "argocd-crd-order"
     doc["runs"][0]["results"][0]["level"] = "fatal"
@@ -102,9 +118,9 @@ def test_sarif_output_validates_against_the_official_schema(tmp_path: Path, shar
         jsonschema.Draft4Validator(schema).validate(doc)
 
 
-def test_silencing_by_annotation_and_by_config_path(tmp_path: Path, shared_dir: Path) -> None:
+def test_silencing_by_annotation_and_by_config_path(tmp_path: Path, crds_dir: Path) -> None:
     repo = build_tree(tmp_path / "repo", "policy-gpu-toleration")
-    crds = [shared_dir / "crds"]
+    crds = [crds_dir]
     cache = tmp_path / "cache"
     loud = run_lint([repo / "gitops"], crd_dirs=crds, cwd=repo, cache_dir=cache)
     assert [f.rule_id for f in loud.findings] == ["policy-gpu-toleration"]
@@ -113,20 +129,28 @@ def test_silencing_by_annotation_and_by_config_path(tmp_path: Path, shared_dir: 
     quiet = run_lint([repo / "gitops"], crd_dirs=crds, cwd=repo, cache_dir=cache, config=by_path)
     assert (quiet.findings, quiet.exit_code, quiet.coverage.silenced) == ([], 0, 1)
     other_rule = LintConfig(ignore=[PathIgnore(path="gitops/serving/**", rules=["policy-probes"])])
-    assert len(run_lint([repo / "gitops"], crd_dirs=crds, cwd=repo, cache_dir=cache, config=other_rule).findings) == 1
+    assert (
+        len(run_lint([repo / "gitops"], crd_dirs=crds, cwd=repo, cache_dir=cache, config=other_rule).findings)
+        == 1
+    )
 
     isvc = repo / "gitops/serving/base/isvc.yaml"
-    isvc.write_text(isvc.read_text().replace(
-        "  annotations:\n", "  annotations:\n    lint.llm-platform.io/ignore: policy-probes,policy-gpu-toleration\n"))
+    isvc.write_text(
+        isvc.read_text().replace(
+            "  annotations:\n",
+            "  annotations:\n    lint.llm-platform.io/ignore: policy-probes,policy-gpu-toleration\n",
+        )
+    )
     annotated = run_lint([repo / "gitops"], crd_dirs=crds, cwd=repo, cache_dir=cache)
     assert (annotated.findings, annotated.exit_code, annotated.coverage.silenced) == ([], 0, 1)
 
 
-def test_custom_resource_without_schema_allowed_by_config(tmp_path: Path, shared_dir: Path) -> None:
+def test_custom_resource_without_schema_allowed_by_config(tmp_path: Path, crds_dir: Path) -> None:
     repo = build_tree(tmp_path / "repo", "schema-missing")
     cfg = LintConfig(allow_missing_schema=["example.com/*"])
-    report = run_lint([repo / "gitops"], crd_dirs=[shared_dir / "crds"], cwd=repo, config=cfg,
-                      cache_dir=tmp_path / "cache")
+    report = run_lint(
+        [repo / "gitops"], crd_dirs=[crds_dir], cwd=repo, config=cfg, cache_dir=tmp_path / "cache"
+    )
     assert report.findings == []
     # Without --crds every custom resource is an error, never a silent skip.
     bare = run_lint([repo / "gitops"], cwd=repo, config=cfg, cache_dir=tmp_path / "cache")
@@ -141,12 +165,18 @@ def test_lint_rules_lists_every_rule() -> None:
     assert len(rows) >= 40 and all(len(r) == 3 and r[1] in ("error", "warning") and r[2] for r in rows)
 
 
-def test_missing_renderer_means_could_not_run(tmp_path: Path, shared_dir: Path) -> None:
+def test_missing_renderer_means_could_not_run(tmp_path: Path, crds_dir: Path) -> None:
     """No kubectl (and no kustomize) on PATH: exit 2 with one clear line, never a partial report."""
     repo = build_tree(tmp_path / "repo")
     env = {**os.environ, "PATH": str(tmp_path / "empty-bin"), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    proc = subprocess.run([_CLI, "lint", "gitops", "--crds", str(shared_dir / "crds")], cwd=repo,
-                          capture_output=True, text=True, check=False, env=env)
+    proc = subprocess.run(
+        [_CLI, "lint", "gitops", "--crds", str(crds_dir)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert "llm-platform: error: neither kustomize nor kubectl is on PATH" in proc.stderr

@@ -1,16 +1,16 @@
 """The fixture corpus: the clean tree lints clean; each broken variant yields exactly its findings
 (rule id, file and line), with real kubectl kustomize, the bundled Kubernetes schemas and the
-upstream CRDs from ../shared/crds (CEL rules included)."""
+upstream CRDs of gitops/crds.lock.yaml, synced by the `crds_dir` fixture (CEL rules included)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from tests.support.lint_fixtures import build_tree, expected, variants
-from tests.support.tools import require_tool
 
 from llm_platform.lint import RULES, run_lint
+from tests.support.lint_fixtures import build_tree, expected, variants
+from tests.support.tools import require_tool
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -18,13 +18,13 @@ def _kubectl() -> None:
     require_tool("kubectl")
 
 
-def _lint(repo: Path, shared_dir: Path, cache: Path):
-    return run_lint([repo / "gitops"], crd_dirs=[shared_dir / "crds"], cwd=repo, cache_dir=cache)
+def _lint(repo: Path, crds_dir: Path, cache: Path):
+    return run_lint([repo / "gitops"], crd_dirs=[crds_dir], cwd=repo, cache_dir=cache)
 
 
-def test_clean_tree_has_no_findings(tmp_path: Path, shared_dir: Path) -> None:
+def test_clean_tree_has_no_findings(tmp_path: Path, crds_dir: Path) -> None:
     repo = build_tree(tmp_path / "repo")
-    report = _lint(repo, shared_dir, tmp_path / "cache")
+    report = _lint(repo, crds_dir, tmp_path / "cache")
     assert [f.text() for f in report.findings] == []
     assert report.exit_code == 0
     cov = report.coverage
@@ -35,9 +35,9 @@ def test_clean_tree_has_no_findings(tmp_path: Path, shared_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("variant", variants())
-def test_broken_variant(variant: str, tmp_path: Path, shared_dir: Path) -> None:
+def test_broken_variant(variant: str, tmp_path: Path, crds_dir: Path) -> None:
     repo = build_tree(tmp_path / "repo", variant)
-    report = _lint(repo, shared_dir, tmp_path.parent / "lint-crd-cache")
+    report = _lint(repo, crds_dir, tmp_path.parent / "lint-crd-cache")
     got = sorted({(f.rule_id, f.path, f.line) for f in report.findings})
     want = sorted({(e.rule, e.file, e.line) for e in expected(variant)})
     assert got == want, "\n".join(f.text() for f in report.findings)
@@ -50,12 +50,16 @@ def test_every_rule_has_a_broken_variant() -> None:
     assert len(variants()) >= 40
 
 
-def test_application_health_check_set_through_argo_cd_chart_values(tmp_path: Path, shared_dir: Path) -> None:
+def test_application_health_check_set_through_argo_cd_chart_values(tmp_path: Path, crds_dir: Path) -> None:
     """The argo-cd Helm chart writes argocd-cm from `configs.cm`: a values file carrying the health
     check satisfies argocd-app-health-missing just like an argocd-cm manifest."""
     repo = build_tree(tmp_path / "repo", "argocd-app-health-missing")
-    assert [f.rule_id for f in _lint(repo, shared_dir, tmp_path / "cache").findings] == ["argocd-app-health-missing"]
+    assert [f.rule_id for f in _lint(repo, crds_dir, tmp_path / "cache").findings] == [
+        "argocd-app-health-missing"
+    ]
     values = repo / "gitops" / "values" / "argocd.yaml"
-    values.write_text("configs:\n  cm:\n    resource.customizations.health.argoproj.io_Application: |\n"
-                      "      hs = {}\n      return hs\n")
-    assert _lint(repo, shared_dir, tmp_path / "cache").findings == []
+    values.write_text(
+        "configs:\n  cm:\n    resource.customizations.health.argoproj.io_Application: |\n"
+        "      hs = {}\n      return hs\n"
+    )
+    assert _lint(repo, crds_dir, tmp_path / "cache").findings == []

@@ -13,11 +13,15 @@ from llm_platform.lint.schemas import CoreSchemas, CrdStore, resolve_kubernetes_
 from llm_platform.lint.sources import load_file
 from llm_platform.lint.structural import StructuralValidator
 
+pytestmark = pytest.mark.unit  # pure: no registry, podman, git remote or heavy tools
+
 
 def test_multi_document_positions_and_every_duplicate_key(tmp_path: Path) -> None:
     f = tmp_path / "m.yaml"
-    f.write_text("---\napiVersion: v1\nkind: A\nmetadata:\n  name: a\n  name: b\n---\n\n"
-                 "apiVersion: v1\nkind: B\nspec:\n  x: 1\n  y: 2\n  x: 3\n")
+    f.write_text(
+        "---\napiVersion: v1\nkind: A\nmetadata:\n  name: a\n  name: b\n---\n\n"
+        "apiVersion: v1\nkind: B\nspec:\n  x: 1\n  y: 2\n  x: 3\n"
+    )
     sf = load_file(f, "m.yaml")
     assert [d.data["kind"] for d in sf.docs] == ["A", "B"]
     assert sf.docs[1].locate(("kind",)) == (10, 1)
@@ -40,23 +44,30 @@ def test_syntax_error_line_and_tab(tmp_path: Path) -> None:
 POOL_CRD = "gateway-api-inference-extension/v1.5.0/inference.networking.k8s.io_inferencepools.yaml"
 
 
-def _pool_validator(shared_dir: Path) -> StructuralValidator:
-    store = CrdStore([shared_dir / "crds"], cache_dir=None)
+def _pool_validator(crds_dir: Path) -> StructuralValidator:
+    store = CrdStore([crds_dir], cache_dir=None)
     crd = store.lookup("inference.networking.k8s.io", "InferencePool")
     assert crd is not None and crd.source.endswith(POOL_CRD)
     return crd.served["v1"]
 
 
 def _pool(**spec: object) -> dict[str, object]:
-    base: dict[str, object] = {"selector": {"matchLabels": {"app": "x"}}, "targetPorts": [{"number": 8000}],
-                               "endpointPickerRef": {"name": "epp", "port": {"number": 9002}}}
+    base: dict[str, object] = {
+        "selector": {"matchLabels": {"app": "x"}},
+        "targetPorts": [{"number": 8000}],
+        "endpointPickerRef": {"name": "epp", "port": {"number": 9002}},
+    }
     base.update(spec)
-    return {"apiVersion": "inference.networking.k8s.io/v1", "kind": "InferencePool",
-            "metadata": {"name": "p"}, "spec": base}
+    return {
+        "apiVersion": "inference.networking.k8s.io/v1",
+        "kind": "InferencePool",
+        "metadata": {"name": "p"},
+        "spec": base,
+    }
 
 
-def test_inferencepool_cel_rules_with_defaults(shared_dir: Path) -> None:
-    v = _pool_validator(shared_dir)
+def test_inferencepool_cel_rules_with_defaults(crds_dir: Path) -> None:
+    v = _pool_validator(crds_dir)
     ok = v.validate(_pool())
     assert ok.errors == [] and ok.cel_evaluated >= 2
     # kind is absent: its CRD default ("Service") must be applied before the CEL rule runs.
@@ -82,26 +93,52 @@ properties:
       strict: {type: object, properties: {a: {type: string}}}
 """)
     v = StructuralValidator(schema)
-    ok = v.validate({"apiVersion": "x/v1", "kind": "K", "metadata": {}, "spec": {"free": {"any": {"thing": 1}},
-                                                                               "port": "http"}})
+    ok = v.validate(
+        {
+            "apiVersion": "x/v1",
+            "kind": "K",
+            "metadata": {},
+            "spec": {"free": {"any": {"thing": 1}}, "port": "http"},
+        }
+    )
     assert ok.errors == []
-    bad = v.validate({"apiVersion": "x/v1", "kind": "K", "metadata": {}, "spec": {"port": 1.5, "strict": {"b": 1}}})
+    bad = v.validate(
+        {"apiVersion": "x/v1", "kind": "K", "metadata": {}, "spec": {"port": 1.5, "strict": {"b": 1}}}
+    )
     assert sorted((e.rule_id, e.path) for e in bad.errors) == [
-        ("schema-invalid", ("spec", "port")), ("schema-unknown-field", ("spec", "strict", "b"))]
+        ("schema-invalid", ("spec", "port")),
+        ("schema-unknown-field", ("spec", "strict", "b")),
+    ]
 
 
 def test_core_schema_reports_all_errors() -> None:
     core = CoreSchemas(resolve_kubernetes_version("1.33"))
-    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
-              "spec": {"replica": 1, "selector": {"matchLabels": {"a": "b"}}, "template": {
-                  "metadata": {"labels": {"a": "b"}},
-                  "spec": {"containers": [{"name": "c", "image": "i", "resourcez": {}, "ports": [{"containerPort": "x"}]}]}}}}
+    deploy = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {
+            "replica": 1,
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {
+                    "containers": [
+                        {"name": "c", "image": "i", "resourcez": {}, "ports": [{"containerPort": "x"}]}
+                    ]
+                },
+            },
+        },
+    }
     errors = core.validate(deploy)
     assert errors is not None
     got = sorted((e.rule_id, e.path) for e in errors)
     assert ("schema-unknown-field", ("spec", "replica")) in got
     assert ("schema-unknown-field", ("spec", "template", "spec", "containers", 0, "resourcez")) in got
-    assert ("schema-invalid", ("spec", "template", "spec", "containers", 0, "ports", 0, "containerPort")) in got
+    assert (
+        "schema-invalid",
+        ("spec", "template", "spec", "containers", 0, "ports", 0, "containerPort"),
+    ) in got
     assert core.validate({"apiVersion": "apps/v1beta1", "kind": "Deployment"}) is None
 
 

@@ -12,18 +12,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.support import images
-from tests.support.images import BaseLayout, push_layout, skopeo_copy
-from tests.support.registry import Registry
-from tests.support.tools import require_tool, run
-
-busybox_layout = images.busybox_layout
-multiplatform_layout = images.multiplatform_layout
 
 from llm_platform.errors import InputError, PlatformError, RegistryError
 from llm_platform.modelcar.base_image import load_base
 from llm_platform.modelcar.build import build_layout
+from llm_platform.modelcar.prepare import SourceOptions
 from llm_platform.registry.reference import parse_reference
+from tests.support.images import BaseLayout, push_layout, skopeo_copy
+from tests.support.registry import Registry
+from tests.support.tools import require_tool, run
 
 SPEC = """\
 huggingface:
@@ -63,8 +60,10 @@ def test_registry_base_gives_the_same_image_as_the_layout(
     spec, source = tiny
     ref = push_layout(busybox_layout, registry.host, "mirror/busybox")
     assert ref.endswith(busybox_layout.manifest_digest())
-    from_layout = build_layout(spec, output=tmp_path / "a", source_dir=source, base=busybox_layout.ref)
-    from_registry = build_layout(spec, output=tmp_path / "b", source_dir=source, base=ref)
+    from_layout = build_layout(
+        SourceOptions(spec=spec, source_dir=source, base=busybox_layout.ref), output=tmp_path / "a"
+    )
+    from_registry = build_layout(SourceOptions(spec=spec, source_dir=source, base=ref), output=tmp_path / "b")
     assert from_registry.manifest_digest == from_layout.manifest_digest
     assert from_registry.base_digest == busybox_layout.manifest_digest()
     # The base layer was pulled byte for byte.
@@ -110,23 +109,25 @@ def test_registry_with_basic_auth_uses_the_auth_file(
             {"auths": {auth_registry.host: {"auth": base64.b64encode(b"pusher:s3cret-pass").decode()}}}
         )
     )
-    result = build_layout(spec, output=tmp_path / "out", source_dir=source, base=ref)
+    result = build_layout(SourceOptions(spec=spec, source_dir=source, base=ref), output=tmp_path / "out")
     assert result.base_digest == digest
     assert "s3cret" not in json.dumps(result.model_dump())
 
 
 def test_registry_errors_are_clear(tmp_path: Path, busybox_layout: BaseLayout, registry: Registry) -> None:
     missing = f"{registry.host}/nothing/here@sha256:{'0' * 64}"
-    with pytest.raises(RegistryError, match=rf"{re.escape(registry.host)}/nothing/here: manifest sha256:0{{64}} not found"):
+    with pytest.raises(
+        RegistryError, match=rf"{re.escape(registry.host)}/nothing/here: manifest sha256:0{{64}} not found"
+    ):
         load_base(missing)
     registry.stop()
     # The shared client retries a refused connection a few times before giving up (the push relies on it).
     with pytest.raises(RegistryError, match=rf"{re.escape(registry.host)}.* unreachable \(ConnectError"):
         load_base(missing)
     registry.start()
-    with pytest.raises(InputError, match="--base .*must be pinned by digest"):
+    with pytest.raises(InputError, match=r"--base .*must be pinned by digest"):
         load_base(f"{registry.host}/nothing/here:latest")
-    with pytest.raises(InputError, match="--base: .*has an invalid digest"):
+    with pytest.raises(InputError, match=r"--base: .*has an invalid digest"):
         load_base(f"{registry.host}/nothing/here@sha256:short")
 
 
@@ -138,14 +139,14 @@ def test_platform_is_picked_from_an_image_index(
 ) -> None:
     spec, source = tiny
     amd = build_layout(
-        spec, output=tmp_path / "amd", source_dir=source, base=f"oci:{multiplatform_layout}:multi"
+        SourceOptions(spec=spec, source_dir=source, base=f"oci:{multiplatform_layout}:multi"),
+        output=tmp_path / "amd",
     )
     arm = build_layout(
-        spec,
+        SourceOptions(
+            spec=spec, source_dir=source, base=f"oci:{multiplatform_layout}:multi", platform="linux/arm64"
+        ),
         output=tmp_path / "arm",
-        source_dir=source,
-        base=f"oci:{multiplatform_layout}:multi",
-        platform="linux/arm64",
     )
     assert amd.base_digest == busybox_layout.manifest_digest()
     assert arm.base_digest != amd.base_digest and arm.manifest_digest != amd.manifest_digest
@@ -182,7 +183,9 @@ def test_a_corrupt_base_blob_is_detected(
     data[100] ^= 0xFF
     layer.write_bytes(bytes(data))
     with pytest.raises(PlatformError, match="does not match its digest"):
-        build_layout(spec, output=tmp_path / "out", source_dir=source, base=f"oci:{copy}:base")
+        build_layout(
+            SourceOptions(spec=spec, source_dir=source, base=f"oci:{copy}:base"), output=tmp_path / "out"
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -192,7 +195,9 @@ def test_a_corrupt_registry_layer_is_detected_while_it_streams(
     spec, source = tiny
     ref = push_layout(busybox_layout, registry.host, "mirror/busybox")
     manifest = json.loads(
-        (busybox_layout.path / "blobs/sha256" / busybox_layout.manifest_digest().removeprefix("sha256:")).read_bytes()
+        (
+            busybox_layout.path / "blobs/sha256" / busybox_layout.manifest_digest().removeprefix("sha256:")
+        ).read_bytes()
     )
     layer_digest = manifest["layers"][0]["digest"]
     hex_digest = layer_digest.removeprefix("sha256:")
@@ -205,7 +210,7 @@ def test_a_corrupt_registry_layer_is_detected_while_it_streams(
     with pytest.raises(RegistryError, match=rf"{re.escape(layer_digest[:19])}.*does not match its digest"):
         b"".join(base.layers[0].open())
     with pytest.raises(RegistryError, match="does not match its digest"):
-        build_layout(spec, output=tmp_path / "out", source_dir=source, base=ref)
+        build_layout(SourceOptions(spec=spec, source_dir=source, base=ref), output=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -294,7 +299,9 @@ def test_registry_index_and_docker_media_types(
     ).stdout
     assert json.loads(raw)["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
     docker_ref = f"{registry.host}/mirror/docker@sha256:{hashlib.sha256(raw.encode()).hexdigest()}"
-    result = build_layout(spec, output=tmp_path / "out", source_dir=source, base=docker_ref)
+    result = build_layout(
+        SourceOptions(spec=spec, source_dir=source, base=docker_ref), output=tmp_path / "out"
+    )
     manifest = json.loads(
         (tmp_path / "out/blobs/sha256" / result.manifest_digest.removeprefix("sha256:")).read_bytes()
     )

@@ -7,15 +7,13 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from tests.support import images
-from tests.support.images import BaseLayout
-from tests.support.tools import require_tool, run
 
 from llm_platform.errors import InputError, PlatformError
 from llm_platform.modelcar.build import build_layout
@@ -34,6 +32,8 @@ from llm_platform.oci import (
     ANNOTATION_SPEC,
     ANNOTATION_TITLE,
 )
+from tests.support.images import BaseLayout
+from tests.support.tools import require_tool, run
 
 DEMO_FILES = {
     "1_Pooling/config.json",
@@ -48,7 +48,6 @@ DEMO_FILES = {
     "tokenizer_config.json",
     "vocab.txt",
 }
-busybox_layout = images.busybox_layout
 CLI = str(Path(sys.executable).parent / "llm-platform")
 
 
@@ -109,8 +108,14 @@ def test_demo_build_is_reproducible_across_runs_mtimes_and_file_order(
     demo_model_dir: Path,
     busybox_layout: BaseLayout,
 ) -> None:
-    first = build_layout(SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=tmp_path / "one")
-    second = build_layout(SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=tmp_path / "two")
+    first = build_layout(
+        SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref),
+        output=tmp_path / "one",
+    )
+    second = build_layout(
+        SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref),
+        output=tmp_path / "two",
+    )
     # A copy written in reverse order, with other mtimes, other permissions and extra ignored files.
     copy = tmp_path / "copy"
     for index, path in enumerate(sorted(demo_model_dir.rglob("*"), reverse=True)):
@@ -122,7 +127,9 @@ def test_demo_build_is_reproducible_across_runs_mtimes_and_file_order(
             target.chmod(0o600 if index % 2 else 0o755)
     (copy / ".git").mkdir()
     (copy / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
-    third = build_layout(SourceOptions(spec=demo_spec, source_dir=copy, base=busybox_layout.ref), output=tmp_path / "three")
+    third = build_layout(
+        SourceOptions(spec=demo_spec, source_dir=copy, base=busybox_layout.ref), output=tmp_path / "three"
+    )
 
     assert first.manifest_digest == second.manifest_digest == third.manifest_digest
     assert (
@@ -145,7 +152,9 @@ def test_demo_layout_structure_annotations_and_validation(
     busybox_layout: BaseLayout,
 ) -> None:
     layout = tmp_path / "layout"
-    result = build_layout(SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=layout)
+    result = build_layout(
+        SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=layout
+    )
     assert json.loads((layout / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
     index = json.loads((layout / "index.json").read_text())
     assert index["manifests"][0]["annotations"] == {"org.opencontainers.image.ref.name": "minilm-demo"}
@@ -178,7 +187,7 @@ def test_demo_layout_structure_annotations_and_validation(
     assert (config["os"], config["architecture"]) == ("linux", "amd64")
     base_config = json.loads(blob(busybox_layout.path, base_manifest["config"]["digest"]))
     assert config["rootfs"]["diff_ids"] == base_config["rootfs"]["diff_ids"] + [
-        l["digest"] for l in model_layers
+        layer["digest"] for layer in model_layers
     ]
     assert config["config"] == base_config["config"]
 
@@ -270,7 +279,10 @@ def test_unsafe_local_files_are_refused_and_nothing_is_written(
     (source / "ok.json").write_text("{}")
     make(source)
     with pytest.raises(InputError) as caught:
-        build_layout(SourceOptions(spec=make_spec(tmp_path, "unsafe"), source_dir=source, base=busybox_layout.ref), output=tmp_path / "out")
+        build_layout(
+            SourceOptions(spec=make_spec(tmp_path, "unsafe"), source_dir=source, base=busybox_layout.ref),
+            output=tmp_path / "out",
+        )
     assert message in str(caught.value)
     assert str(source) in str(caught.value)
     assert not (tmp_path / "out").exists()
@@ -299,7 +311,7 @@ def test_unsafe_listed_paths_are_refused(
     source = ModelSource(
         kind="huggingface", location="huggingface.co/example/edge-cases@main", revision="0" * 40, files=files
     )
-    with pytest.raises(InputError, match="huggingface.co/example/edge-cases@main: ") as caught:
+    with pytest.raises(InputError, match=re.escape("huggingface.co/example/edge-cases@main: ")) as caught:
         plan_image(spec, source, load_base(busybox_layout.ref))
     assert message in str(caught.value)
 
@@ -309,7 +321,14 @@ def test_no_matching_files_is_an_input_error(tmp_path: Path, busybox_layout: Bas
     source.mkdir()
     (source / "README.md").write_text("docs")
     with pytest.raises(InputError, match="no files match the spec's allow_patterns/ignore_patterns"):
-        build_layout(SourceOptions(spec=make_spec(tmp_path, "nothing", allow=["*.safetensors"]), source_dir=source, base=busybox_layout.ref), output=tmp_path / "o")
+        build_layout(
+            SourceOptions(
+                spec=make_spec(tmp_path, "nothing", allow=["*.safetensors"]),
+                source_dir=source,
+                base=busybox_layout.ref,
+            ),
+            output=tmp_path / "o",
+        )
 
 
 def test_a_file_changing_during_the_build_fails_and_leaves_no_layout(
@@ -339,13 +358,19 @@ def test_output_that_is_not_a_layout_is_not_replaced(
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
     with pytest.raises(InputError, match="not empty and not an OCI layout"):
-        build_layout(SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=out)
+        build_layout(
+            SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=out
+        )
     assert (out / "precious.txt").read_text() == "keep me"
     # An earlier layout is replaced by the new build.
     layout = tmp_path / "layout"
-    first = build_layout(SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=layout)
+    first = build_layout(
+        SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=layout
+    )
     (layout / "blobs" / "sha256" / "stale").write_text("x")
-    again = build_layout(SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=layout)
+    again = build_layout(
+        SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=layout
+    )
     assert again.manifest_digest == first.manifest_digest
     assert not (layout / "blobs" / "sha256" / "stale").exists()
 
@@ -358,7 +383,10 @@ def test_reuse_skips_reading_files_whose_layers_are_known(
 ) -> None:
     from llm_platform.modelcar.base_image import load_base
 
-    built = build_layout(SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref), output=tmp_path / "layout")
+    built = build_layout(
+        SourceOptions(spec=demo_spec, source_dir=demo_model_dir, base=busybox_layout.ref),
+        output=tmp_path / "layout",
+    )
     _, manifest = manifest_of(tmp_path / "layout")
     reuse = reuse_from_manifest(manifest)
     assert len(reuse) == len(DEMO_FILES)

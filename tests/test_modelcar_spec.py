@@ -24,6 +24,8 @@ from llm_platform.modelcar.spec import (
     spec_sha256,
 )
 
+pytestmark = pytest.mark.unit  # pure: no registry, podman, git remote or heavy tools
+
 FIXTURES = Path(__file__).parent / "fixtures" / "modelcar"
 SHIPPED = {
     "qwen2.5-coder-1.5b-instruct": "Qwen/Qwen2.5-Coder-1.5B-Instruct",

@@ -11,10 +11,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from tests.support.tools import require_tool
 
 from llm_platform.errors import PlatformError
 from llm_platform.modelcar import tar_layer
+from tests.support.tools import require_tool
+
+pytestmark = pytest.mark.unit  # pure: no registry, podman, git remote or heavy tools
 
 CASES = [
     ("config.json", b'{"a": 1}\n'),

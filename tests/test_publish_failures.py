@@ -8,21 +8,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.fault_proxy import FaultProxy
-from tests.support.images import BaseLayout, busybox_layout  # noqa: F401
-from tests.support.publish_fixtures import GeneratedModel, generated_model
-from tests.support.registry import Registry, free_port
-from tests.support.token_server import TokenServer
 
 from llm_platform.cli import main
 from llm_platform.registry.client import RegistryClient
+from tests.support.fault_proxy import FaultProxy
+from tests.support.images import BaseLayout
+from tests.support.publish_fixtures import GeneratedModel, generated_model
+from tests.support.registry import Registry, free_port
+from tests.support.token_server import TokenServer
 
 PASSWORD = "s3cret-pass"
 
 
 @pytest.fixture
 def model(tmp_path: Path) -> GeneratedModel:
-    return generated_model(tmp_path, "fail-model", {"weights.safetensors": 3 * 1024 * 1024 + 5, "config.json": 321})
+    return generated_model(
+        tmp_path, "fail-model", {"weights.safetensors": 3 * 1024 * 1024 + 5, "config.json": 321}
+    )
 
 
 @pytest.fixture
@@ -33,10 +35,26 @@ def proxy_factory(registry: Registry) -> Iterator[list[FaultProxy]]:
         proxy.stop()
 
 
-def publish(capsys: pytest.CaptureFixture[str], model: GeneratedModel, base: BaseLayout, to: str,
-            *extra: str) -> tuple[int, str, str]:
-    code = main(["modelcar", "publish", str(model.spec), "--source-dir", str(model.source), "--base", base.ref,
-                 "--to", to, "--retries", "1", "--no-cache", *extra])
+def publish(
+    capsys: pytest.CaptureFixture[str], model: GeneratedModel, base: BaseLayout, to: str, *extra: str
+) -> tuple[int, str, str]:
+    code = main(
+        [
+            "modelcar",
+            "publish",
+            str(model.spec),
+            "--source-dir",
+            str(model.source),
+            "--base",
+            base.ref,
+            "--to",
+            to,
+            "--retries",
+            "1",
+            "--no-cache",
+            *extra,
+        ]
+    )
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -48,8 +66,12 @@ def tags(host: str, repository: str) -> list[str]:
 
 @pytest.mark.parametrize("how", ["flags", "env"])
 def test_wrong_credentials(
-    auth_registry: Registry, model: GeneratedModel, busybox_layout: BaseLayout,  # noqa: F811
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, how: str,
+    auth_registry: Registry,
+    model: GeneratedModel,
+    busybox_layout: BaseLayout,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
 ) -> None:
     monkeypatch.setenv("HOME", str(model.source.parent))  # no auth file of the machine's user
     if how == "flags":
@@ -66,20 +88,33 @@ def test_wrong_credentials(
 
 
 def test_basic_auth_publish_with_password_from_stdin(
-    auth_registry: Registry, model: GeneratedModel, busybox_layout: BaseLayout,  # noqa: F811
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    auth_registry: Registry,
+    model: GeneratedModel,
+    busybox_layout: BaseLayout,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-    code, out, err = publish(capsys, model, busybox_layout, f"{auth_registry.host}/m/fail-model:v1",
-                             "--username", "pusher", "--password-stdin")
+    code, out, err = publish(
+        capsys,
+        model,
+        busybox_layout,
+        f"{auth_registry.host}/m/fail-model:v1",
+        "--username",
+        "pusher",
+        "--password-stdin",
+    )
     assert code == 0, err
     assert out.startswith(f"{auth_registry.host}/m/fail-model@sha256:") and out.count("\n") == 1
     assert PASSWORD not in err
 
 
 def test_token_flow_publish_and_refusal(
-    tmp_path: Path, model: GeneratedModel, busybox_layout: BaseLayout,  # noqa: F811
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    model: GeneratedModel,
+    busybox_layout: BaseLayout,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tokens = TokenServer(tmp_path / "tokens").start()
     reg = Registry(tmp_path / "token-registry", extra_config=tokens.registry_config()).start()
@@ -100,7 +135,9 @@ def test_token_flow_publish_and_refusal(
 
 
 def test_unreachable_registry(
-    model: GeneratedModel, busybox_layout: BaseLayout, capsys: pytest.CaptureFixture[str]  # noqa: F811
+    model: GeneratedModel,
+    busybox_layout: BaseLayout,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, out, err = publish(capsys, model, busybox_layout, f"127.0.0.1:{free_port()}/m/fail-model")
     assert (code, out) == (1, "")
@@ -109,12 +146,21 @@ def test_unreachable_registry(
 
 @pytest.mark.parametrize(("status", "every_time"), [(400, False), (500, True), (500, False)])
 def test_registry_rejecting_a_blob(
-    registry: Registry, model: GeneratedModel, busybox_layout: BaseLayout,  # noqa: F811
-    capsys: pytest.CaptureFixture[str], proxy_factory: list[FaultProxy], status: int, every_time: bool,
+    registry: Registry,
+    model: GeneratedModel,
+    busybox_layout: BaseLayout,
+    capsys: pytest.CaptureFixture[str],
+    proxy_factory: list[FaultProxy],
+    status: int,
+    every_time: bool,
 ) -> None:
     """A 400 fails at once; a 500 is retried (the upload restarts) and fails only when it persists."""
-    proxy = FaultProxy(registry.host, rule=lambda m, p, n: status if m == "PUT" and "/blobs/uploads/" in p
-                       and (every_time or n == 0) else None).start()
+    proxy = FaultProxy(
+        registry.host,
+        rule=lambda m, p, n: (
+            status if m == "PUT" and "/blobs/uploads/" in p and (every_time or n == 0) else None
+        ),
+    ).start()
     proxy_factory.append(proxy)
     code, out, err = publish(capsys, model, busybox_layout, f"{proxy.host}/m/fail-model")
     if status == 500 and not every_time:
@@ -126,8 +172,11 @@ def test_registry_rejecting_a_blob(
 
 
 def test_digest_mismatch_in_transit(
-    registry: Registry, model: GeneratedModel, busybox_layout: BaseLayout,  # noqa: F811
-    capsys: pytest.CaptureFixture[str], proxy_factory: list[FaultProxy],
+    registry: Registry,
+    model: GeneratedModel,
+    busybox_layout: BaseLayout,
+    capsys: pytest.CaptureFixture[str],
+    proxy_factory: list[FaultProxy],
 ) -> None:
     proxy = FaultProxy(registry.host, corrupt_uploads=True).start()
     proxy_factory.append(proxy)
@@ -138,8 +187,11 @@ def test_digest_mismatch_in_transit(
 
 
 def test_served_manifest_not_matching_is_not_verified(
-    registry: Registry, model: GeneratedModel, busybox_layout: BaseLayout,  # noqa: F811
-    capsys: pytest.CaptureFixture[str], proxy_factory: list[FaultProxy],
+    registry: Registry,
+    model: GeneratedModel,
+    busybox_layout: BaseLayout,
+    capsys: pytest.CaptureFixture[str],
+    proxy_factory: list[FaultProxy],
 ) -> None:
     proxy = FaultProxy(registry.host, tamper_manifests=True).start()
     proxy_factory.append(proxy)
@@ -150,7 +202,9 @@ def test_served_manifest_not_matching_is_not_verified(
 
 
 def test_bad_target_is_an_input_error(
-    model: GeneratedModel, busybox_layout: BaseLayout, capsys: pytest.CaptureFixture[str]  # noqa: F811
+    model: GeneratedModel,
+    busybox_layout: BaseLayout,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, out, err = publish(capsys, model, busybox_layout, "127.0.0.1:5000/Bad/Repo")
     assert (code, out) == (2, "") and "--to" in err

@@ -8,14 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.blobs import random_blob
-from tests.support.registry import Registry
-from tests.support.token_server import TokenServer
 
 from llm_platform.errors import InputError, RegistryError
 from llm_platform.registry.auth import PASSWORD_ENV, USERNAME_ENV, check_credential_pair, resolve_credentials
 from llm_platform.registry.client import RegistryClient
 from llm_platform.registry.reference import parse_reference
+from tests.support.blobs import random_blob
+from tests.support.registry import Registry
+from tests.support.token_server import TokenServer
 
 PASSWORD = "s3cret-pass"
 
@@ -46,8 +46,10 @@ def test_basic_auth_rejected_or_missing_is_a_clear_error_without_the_secret(
     auth_registry: Registry, password: str | None
 ) -> None:
     credentials = creds(password=password) if password else None
-    with RegistryClient(auth_registry.host, credentials=credentials, retries=0) as client, \
-            pytest.raises(RegistryError) as err:
+    with (
+        RegistryClient(auth_registry.host, credentials=credentials, retries=0) as client,
+        pytest.raises(RegistryError) as err,
+    ):
         client.ping()
     message = str(err.value)
     assert "authentication failed" in message and auth_registry.host in message
@@ -75,8 +77,10 @@ def test_token_flow_push_and_mount_get_scoped_tokens(token_registry: tuple[Regis
 def test_token_flow_wrong_password_and_anonymous(token_registry: tuple[Registry, TokenServer]) -> None:
     reg, _ = token_registry
     blob = random_blob(1000)
-    with RegistryClient(reg.host, credentials=creds(password="nope-nope"), retries=0) as client, \
-            pytest.raises(RegistryError) as err:
+    with (
+        RegistryClient(reg.host, credentials=creds(password="nope-nope"), retries=0) as client,
+        pytest.raises(RegistryError) as err,
+    ):
         client.upload_blob("team/model", blob)
     assert "token service" in str(err.value) and "refused user 'pusher'" in str(err.value)
     assert "nope-nope" not in str(err.value)
@@ -91,8 +95,15 @@ def test_credentials_sources(tmp_path: Path) -> None:
     docker_dir.mkdir()
     (docker_dir / "config.json").write_text(json.dumps({"auths": {"reg.example:5000": {"auth": encoded}}}))
     auth_file = tmp_path / "auth.json"
-    auth_file.write_text(json.dumps({"auths": {"https://index.docker.io/v1/": {
-        "auth": base64.b64encode(b"hubuser:hub-secret").decode()}}}))
+    auth_file.write_text(
+        json.dumps(
+            {
+                "auths": {
+                    "https://index.docker.io/v1/": {"auth": base64.b64encode(b"hubuser:hub-secret").decode()}
+                }
+            }
+        )
+    )
 
     env = {"DOCKER_CONFIG": str(docker_dir), "HOME": str(tmp_path)}
     found = resolve_credentials("reg.example:5000", environ=env)
@@ -112,7 +123,7 @@ def test_credentials_sources(tmp_path: Path) -> None:
         resolve_credentials("reg.example:5000", username="f", environ=env)
     taken = resolve_credentials("reg.example:5000", username="f", environ={**env, PASSWORD_ENV: "from-env"})
     assert taken and taken.password.get_secret_value() == "from-env"
-    with pytest.raises(InputError, match="--password-stdin or .* needs --username"):
+    with pytest.raises(InputError, match=r"--password-stdin or .* needs --username"):
         resolve_credentials("reg.example:5000", password="pw", environ=env)
 
     (docker_dir / "config.json").write_text('{"auths": {\n  "x": }')
@@ -125,22 +136,32 @@ def test_one_credential_rule_for_every_front_door() -> None:
     """The CLI and the Dagger function apply the same rule, naming their own flag."""
     check_credential_pair("u", True, password_flag="--password")
     check_credential_pair(None, False, password_flag="--password")
-    with pytest.raises(InputError, match="^--password needs --username"):
+    with pytest.raises(InputError, match=r"^--password needs --username"):
         check_credential_pair(None, True, password_flag="--password")
-    with pytest.raises(InputError, match="^--username u: give the password with --password$"):
+    with pytest.raises(InputError, match=r"^--username u: give the password with --password$"):
         check_credential_pair("u", False, password_flag="--password")
     with pytest.raises(InputError, match="empty user name"):
         check_credential_pair("", True, password_flag="--password")
 
 
-
 def test_reference_parsing_and_normalisation() -> None:
     ref = parse_reference("busybox")
     assert (ref.registry, ref.repository, ref.tag, ref.api_host) == (
-        "docker.io", "library/busybox", None, "registry-1.docker.io")
+        "docker.io",
+        "library/busybox",
+        None,
+        "registry-1.docker.io",
+    )
     full = parse_reference("us-central1-docker.pkg.dev/proj/modelcars/qwen:v1@sha256:" + "a" * 64)
-    assert (full.registry, full.repository, full.tag) == ("us-central1-docker.pkg.dev", "proj/modelcars/qwen", "v1")
-    assert str(full.with_digest("sha256:" + "b" * 64)) == "us-central1-docker.pkg.dev/proj/modelcars/qwen@sha256:" + "b" * 64
+    assert (full.registry, full.repository, full.tag) == (
+        "us-central1-docker.pkg.dev",
+        "proj/modelcars/qwen",
+        "v1",
+    )
+    assert (
+        str(full.with_digest("sha256:" + "b" * 64))
+        == "us-central1-docker.pkg.dev/proj/modelcars/qwen@sha256:" + "b" * 64
+    )
     assert parse_reference("localhost:5000/a/b").registry == "localhost:5000"
     assert parse_reference("127.0.0.1:5000/a:tag").tag == "tag"
     for bad in ["", "http://x/y", "Reg.io/UPPER", "reg.io/a@sha256:short", "reg.io/a:bad tag"]:

@@ -10,15 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support.blobs import FileBlob, MemoryBlob, random_blob
-from tests.support.fault_proxy import FaultProxy
-from tests.support.registry import Registry
 
 from llm_platform.errors import RegistryError
 from llm_platform.oci import OCI_MANIFEST
 from llm_platform.registry.client import RegistryClient
 from llm_platform.registry.policy import MiB, UploadMode, policy_for
 from llm_platform.registry.progress import UploadProgress
+from tests.support.blobs import FileBlob, MemoryBlob, random_blob
+from tests.support.fault_proxy import FaultProxy
+from tests.support.registry import Registry
 
 
 def access_log(reg: Registry) -> list[tuple[str, str, int]]:
@@ -56,14 +56,23 @@ def test_upload_stores_exact_bytes_and_head_skips_after(registry: Registry, mode
 
 
 def test_empty_blob_and_manifest_roundtrip(registry: Registry) -> None:
-    config = MemoryBlob(json.dumps({"architecture": "amd64", "os": "linux",
-                                    "rootfs": {"type": "layers", "diff_ids": []}}).encode())
+    config = MemoryBlob(
+        json.dumps(
+            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+        ).encode()
+    )
     empty = MemoryBlob(b"")
     manifest = {
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.digest,
-                   "size": config.size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": empty.digest, "size": 0}],
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config.digest,
+            "size": config.size,
+        },
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": empty.digest, "size": 0}
+        ],
     }
     body = json.dumps(manifest, separators=(",", ":")).encode()
     with client_for(registry) as client:
@@ -152,8 +161,13 @@ def test_chunked_upload_survives_a_registry_kill(tmp_path: Path, monkeypatch: py
                     reg.stop(kill=True)
                     threading.Thread(target=lambda: (time.sleep(0.5), reg.start()), daemon=True).start()
 
-        client = RegistryClient(reg.host, policy=policy_for(reg.host, chunk_size=8 * MiB), retries=8,
-                                backoff=0.3, progress=KillAt20MiB(tty=False, interval=999))
+        client = RegistryClient(
+            reg.host,
+            policy=policy_for(reg.host, chunk_size=8 * MiB),
+            retries=8,
+            backoff=0.3,
+            progress=KillAt20MiB(tty=False, interval=999),
+        )
         with client:
             sent = client.upload_blob("demo/resume", blob)
             assert client.blob_size("demo/resume", blob.digest) == blob.size
@@ -170,12 +184,15 @@ def test_broken_chunk_resumes_at_the_offset_the_registry_reports(registry: Regis
     """The third PATCH is lost (connection dropped, nothing forwarded): GET on the session says 0-(2 chunks - 1),
     the client resumes there instead of restarting the blob."""
     chunk = 1 * MiB
-    proxy = FaultProxy(registry.host, rule=lambda method, path, n: 0 if method == "PATCH" and n == 2 else None)
+    proxy = FaultProxy(
+        registry.host, rule=lambda method, path, n: 0 if method == "PATCH" and n == 2 else None
+    )
     proxy.start()
     try:
         blob = random_blob(5 * chunk + 17)
-        with RegistryClient(proxy.host, policy=policy_for(proxy.host, chunk_size=chunk), retries=3,
-                            backoff=0.05) as client:
+        with RegistryClient(
+            proxy.host, policy=policy_for(proxy.host, chunk_size=chunk), retries=3, backoff=0.05
+        ) as client:
             sent = client.upload_blob("demo/resume", blob)
         assert stored_blob(registry, blob.digest) == blob.data
         assert sent == blob.size + chunk  # only the lost chunk twice
@@ -187,12 +204,17 @@ def test_broken_chunk_resumes_at_the_offset_the_registry_reports(registry: Regis
 
 @pytest.mark.parametrize("status", [400, 500])
 def test_a_registry_that_rejects_the_blob_ends_with_a_clear_error(registry: Registry, status: int) -> None:
-    proxy = FaultProxy(registry.host,
-                       rule=lambda method, path, n: status if method == "PUT" and "/blobs/uploads/" in path else None)
+    proxy = FaultProxy(
+        registry.host,
+        rule=lambda method, path, n: status if method == "PUT" and "/blobs/uploads/" in path else None,
+    )
     proxy.start()
     try:
         blob = random_blob(300_000)
-        with RegistryClient(proxy.host, retries=2, backoff=0.01) as client, pytest.raises(RegistryError) as err:
+        with (
+            RegistryClient(proxy.host, retries=2, backoff=0.01) as client,
+            pytest.raises(RegistryError) as err,
+        ):
             client.upload_blob("demo/rejected", blob, label="models/x.safetensors")
         message = str(err.value)
         assert f"HTTP {status} INJECTED" in message
@@ -237,12 +259,16 @@ class _WrongDigest(MemoryBlob):
 @pytest.mark.parametrize("mode", [UploadMode.CHUNKED, UploadMode.MONOLITHIC])
 def test_a_refusal_is_a_structured_error(registry: Registry, mode: UploadMode) -> None:
     """Callers decide on the OCI error code the registry sent, not on the message text."""
-    with client_for(registry, upload_mode=mode, chunk_size=1 * MiB) as client, \
-            pytest.raises(RegistryError) as refused:
+    with (
+        client_for(registry, upload_mode=mode, chunk_size=1 * MiB) as client,
+        pytest.raises(RegistryError) as refused,
+    ):
         client.upload_blob("demo/wrong", _WrongDigest(b"x" * 1000))
     error = refused.value
     assert (error.method, error.status, error.codes) == ("PUT", 400, ("DIGEST_INVALID",))
-    assert error.url is not None and error.url.startswith(f"http://{registry.host}/v2/demo/wrong/blobs/uploads/")
+    assert error.url is not None and error.url.startswith(
+        f"http://{registry.host}/v2/demo/wrong/blobs/uploads/"
+    )
     with client_for(registry) as client, pytest.raises(RegistryError) as missing:
         client.get_manifest("demo/wrong", "no-such-tag")
     assert (missing.value.method, missing.value.status) == ("GET", 404)
@@ -250,6 +276,8 @@ def test_a_refusal_is_a_structured_error(registry: Registry, mode: UploadMode) -
 
 
 def test_error_urls_never_carry_credentials() -> None:
-    error = RegistryError("x", url="https://user:s3cret@registry.example:5000/v2/a/manifests/b?digest=sha256:1")
+    error = RegistryError(
+        "x", url="https://user:s3cret@registry.example:5000/v2/a/manifests/b?digest=sha256:1"
+    )
     assert error.url == "https://registry.example:5000/v2/a/manifests/b?digest=sha256:1"
     assert RegistryError("x", url="http://[::1]:5000/v2/").url == "http://[::1]:5000/v2/"

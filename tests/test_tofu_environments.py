@@ -9,6 +9,8 @@ import pytest
 from llm_platform.errors import InputError
 from llm_platform.tofu.environments import environment_root
 
+pytestmark = pytest.mark.unit  # pure: no registry, podman, git remote or heavy tools
+
 
 def test_shipped_environments_map_to_their_roots(repo_root: Path) -> None:
     for env in ("dev", "prod"):

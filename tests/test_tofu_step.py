@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
-from tests.support.tools import require_tool
 
 from llm_platform import tofu
 from llm_platform.errors import InputError, ToolError
+from tests.support.tools import require_tool
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tofu"
 Root = Callable[[str], Path]

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.support.tools import require_tool
 
 from llm_platform.errors import InputError, ToolError
 from llm_platform.tofu.binary import find_binary
@@ -14,6 +13,7 @@ from llm_platform.tofu.options import backend_config_args
 from llm_platform.tofu.plan_summary import ResourceChange
 from llm_platform.tofu.protection import ProtectionPolicy, address_matches
 from llm_platform.tofu.runner import scrub, secret_values
+from tests.support.tools import require_tool
 
 
 def test_tofu_is_preferred_over_terraform(tmp_path: Path) -> None:

@@ -61,8 +61,11 @@ class FaultProxy:
                 status = proxy.rule(self.command, self.path, count)
                 if status is not None:
                     self._drain()
-                    body = (b'{"errors":[{"code":"INJECTED","message":"fault injected by the test proxy"}]}'
-                            if status != 0 else b"")
+                    body = (
+                        b'{"errors":[{"code":"INJECTED","message":"fault injected by the test proxy"}]}'
+                        if status != 0
+                        else b""
+                    )
                     if status == 0:  # drop the connection without an answer
                         proxy.seen.append((self.command, self.path, 0))
                         self.close_connection = True
@@ -91,7 +94,11 @@ class FaultProxy:
                     conn.send(piece)
                     left -= len(piece)
                 response = conn.getresponse()
-                if response.getheader("Content-Length") is None and self.command != "HEAD" and response.status not in (204, 304):
+                if (
+                    response.getheader("Content-Length") is None
+                    and self.command != "HEAD"
+                    and response.status not in (204, 304)
+                ):
                     self.close_connection = True  # the body ends when the connection does
                 self.send_response(response.status)
                 for name, value in response.getheaders():

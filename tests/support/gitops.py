@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from ruamel.yaml import YAML
+
 from tests.support.tools import require_tool, run
 
 # The repository every environment's Applications read from (a fork changes it in one sweep).

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlsplit
 
 import pytest
+
 from tests.support.loopback import LoopbackHTTPServer
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from tests.support.tools import require_tool, run
 
 BASE_TAG = "base"

@@ -11,7 +11,9 @@ from typing import Any
 class LoopbackHTTPServer:
     """Bound at construction (so its address is known), served from a daemon thread between start() and stop()."""
 
-    def __init__(self, handler: Callable[..., BaseHTTPRequestHandler] | type[Any], *, name: str = "loopback-http"):
+    def __init__(
+        self, handler: Callable[..., BaseHTTPRequestHandler] | type[Any], *, name: str = "loopback-http"
+    ):
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)

@@ -92,8 +92,13 @@ class AccessLog:
 
     def blob_uploads(self) -> list[tuple[str, str, int]]:
         """Requests that carry or start blob bytes (upload sessions, chunks, commits)."""
-        return [e for e in self.since_mark() if e[0] in ("POST", "PATCH", "PUT") and "/blobs/uploads/" in e[1]]
+        return [
+            e for e in self.since_mark() if e[0] in ("POST", "PATCH", "PUT") and "/blobs/uploads/" in e[1]
+        ]
 
     def committed_digests(self) -> list[str]:
-        return sorted(re.search(r"digest=(sha256(?::|%3A)[0-9a-f]{64})", p).group(1).replace("%3A", ":")  # type: ignore[union-attr]
-                      for m, p, s in self.since_mark() if m == "PUT" and "/blobs/uploads/" in p and s == 201)
+        return sorted(
+            re.search(r"digest=(sha256(?::|%3A)[0-9a-f]{64})", p).group(1).replace("%3A", ":")  # type: ignore[union-attr]
+            for m, p, s in self.since_mark()
+            if m == "PUT" and "/blobs/uploads/" in p and s == 201
+        )

@@ -74,7 +74,9 @@ class Registry:
         self.root.mkdir(parents=True, exist_ok=True)
         self.storage.mkdir(exist_ok=True)
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([*self.wrapper, binary, "serve", str(self._config())], stdout=log, stderr=log)
+        self.proc = subprocess.Popen(
+            [*self.wrapper, binary, "serve", str(self._config())], stdout=log, stderr=log
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
 from tests.support.loopback import LoopbackHTTPServer
 
 SERVICE = "llm-platform-test-registry"
@@ -37,7 +38,9 @@ class TokenServer:
     root: Path
     users: dict[str, str] = field(default_factory=lambda: {"pusher": "s3cret-pass"})
     anonymous_pull: bool = False
-    requests: list[dict[str, object]] = field(default_factory=list)  # what was asked, by whom, what was granted
+    requests: list[dict[str, object]] = field(
+        default_factory=list
+    )  # what was asked, by whom, what was granted
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -87,8 +90,16 @@ class TokenServer:
         der = self._cert.public_bytes(serialization.Encoding.DER)
         header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(der).decode()]}
         now = int(time.time())
-        claims = {"iss": ISSUER, "sub": subject, "aud": SERVICE, "exp": now + 600, "nbf": now - 30,
-                  "iat": now, "jti": uuid.uuid4().hex, "access": access}
+        claims = {
+            "iss": ISSUER,
+            "sub": subject,
+            "aud": SERVICE,
+            "exp": now + 600,
+            "nbf": now - 30,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+            "access": access,
+        }
         signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
         signature = self._key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{signing_input}.{_b64url(signature)}"
@@ -124,7 +135,9 @@ class TokenServer:
                 if header.startswith("Basic "):
                     name, _, password = base64.b64decode(header[6:]).decode().partition(":")
                     if server.users.get(name) != password:
-                        server.requests.append({"user": name, "scopes": query.get("scope", []), "granted": None})
+                        server.requests.append(
+                            {"user": name, "scopes": query.get("scope", []), "granted": None}
+                        )
                         self._reply(401, {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]})
                         return
                     user = name

@@ -21,5 +21,7 @@ def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     """Run a command, capturing text output; raise with its stderr when it fails."""
     proc = subprocess.run(args, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
     if proc.returncode != 0:
-        raise AssertionError(f"{args!r} exited {proc.returncode}:\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        raise AssertionError(
+            f"{args!r} exited {proc.returncode}:\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
     return proc

@@ -90,6 +90,10 @@ class StaleDigestError(RegistryError):
         self.path = path
 
 
+class PinnedFileError(PlatformError):
+    """A file pinned by sha256 in a lock (a CRD, a chart) could not be fetched, or did not match the lock."""
+
+
 class ConflictError(PlatformError):
     """Someone else changed what we were about to change; nothing was overwritten."""
 

@@ -35,7 +35,6 @@ _CREDENTIAL_HELPER = (
 )
 
 
-
 def mask_secrets(text: str) -> str:
     token = os.environ.get(TOKEN_ENV)
     return text.replace(token, "***") if token else text

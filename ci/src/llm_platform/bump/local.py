@@ -25,7 +25,7 @@ log = get_logger("bump.local")
 
 
 def _apply(root: Path, files: Mapping[str, bytes], originals: Mapping[str, bytes | None]) -> None:
-    for rel, data in files.items():
+    for rel in files:
         current = (root / rel).read_bytes() if (root / rel).is_file() else None
         if current != originals[rel]:
             raise ConflictError(f"{rel} changed while the bump was running; nothing was written")

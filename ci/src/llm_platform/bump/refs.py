@@ -32,7 +32,9 @@ def parse_pinned_image(text: str, *, what: str = "--ref") -> PinnedImage:
     and the trailers pin digests. The repository is kept as written: it is what the tree spells."""
     ref = parse_reference(text.strip(), what=what)
     if ref.digest is None:
-        raise InputError(f"{what}: {text!r} is not digest-pinned; expected REGISTRY/REPOSITORY@sha256:<64 hex>")
+        raise InputError(
+            f"{what}: {text!r} is not digest-pinned; expected REGISTRY/REPOSITORY@sha256:<64 hex>"
+        )
     if ref.tag is not None:
         raise InputError(f"{what}: {text!r} carries a tag; give REGISTRY/REPOSITORY@sha256:<hex> without one")
     repository = text.strip().rpartition("@")[0]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,23 +15,42 @@ from llm_platform.logs import get_logger
 log = get_logger("lint")
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     text = "text"
     json = "json"
     sarif = "sarif"
 
 
 def lint(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Files or directories to lint (default: gitops/).")] = None,
-    output_format: Annotated[OutputFormat, typer.Option("--format", help="Output format on stdout.")] = OutputFormat.text,
-    crds: Annotated[list[Path] | None, typer.Option("--crds", help="Directory of CRD manifests (repeatable). "
-                                                    "Default: the cache filled by `llm-platform crds sync`, "
-                                                    "if present.")] = None,
-    kubernetes_version: Annotated[str | None, typer.Option("--kubernetes-version",
-                                                           help="Kubernetes minor version of the built-in schemas "
-                                                                "(default: the version the tree targets, 1.35).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Lint config file (path silencing, allowed "
-                                                                 "schema-less kinds, repo URLs).")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Files or directories to lint (default: gitops/).")
+    ] = None,
+    output_format: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format on stdout.")
+    ] = OutputFormat.text,
+    crds: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--crds",
+            help="Directory of CRD manifests (repeatable). "
+            "Default: the cache filled by `llm-platform crds sync`, "
+            "if present.",
+        ),
+    ] = None,
+    kubernetes_version: Annotated[
+        str | None,
+        typer.Option(
+            "--kubernetes-version",
+            help="Kubernetes minor version of the built-in schemas "
+            "(default: the version the tree targets, 1.35).",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="Lint config file (path silencing, allowed schema-less kinds, repo URLs)."
+        ),
+    ] = None,
 ) -> None:
     """Lint the GitOps tree: YAML, kustomize render, schemas + CRD CEL rules, Argo CD, policy, cross-references.
 
@@ -48,16 +67,26 @@ def lint(
         log.info("lint: using CRDs from %s (filled by `llm-platform crds sync`)", crds[0])
     try:
         cfg = load_config(config) if config is not None else None
-        report = run_lint(paths or [Path("gitops")], crd_dirs=crds or [], kubernetes_version=kubernetes_version,
-                          config=cfg)
+        report = run_lint(
+            paths or [Path("gitops")], crd_dirs=crds or [], kubernetes_version=kubernetes_version, config=cfg
+        )
     except PlatformError as exc:
         raise CouldNotRunError(str(exc)) from exc
     sys.stdout.write(FORMATS[output_format.value](report))
     cov = report.coverage
-    log.info("lint: %d finding(s) (%d error(s)) in %d file(s), %d object(s); schemas: %d built-in, %d CRD; "
-             "%d CEL rule evaluation(s), %d CEL rule(s) not evaluable here; %d silenced",
-             len(report.findings), len(report.errors), cov.files, cov.objects, cov.schema_core, cov.schema_crd,
-             cov.cel_rules_evaluated, len(cov.cel_rules_skipped), cov.silenced)
+    log.info(
+        "lint: %d finding(s) (%d error(s)) in %d file(s), %d object(s); schemas: %d built-in, %d CRD; "
+        "%d CEL rule evaluation(s), %d CEL rule(s) not evaluable here; %d silenced",
+        len(report.findings),
+        len(report.errors),
+        cov.files,
+        cov.objects,
+        cov.schema_core,
+        cov.schema_crd,
+        cov.cel_rules_evaluated,
+        len(cov.cel_rules_skipped),
+        cov.silenced,
+    )
     raise typer.Exit(report.exit_code)
 
 

@@ -19,8 +19,14 @@ app = typer.Typer(
 
 
 def source_options(
-    spec: Path, *, source_dir: Path | None, base: str | None, platform: str, hf_token: str | None,
-    cache_dir: Path | None, no_cache: bool,
+    spec: Path,
+    *,
+    source_dir: Path | None,
+    base: str | None,
+    platform: str,
+    hf_token: str | None,
+    cache_dir: Path | None,
+    no_cache: bool,
 ) -> SourceOptions:
     """The options `build` and `publish` share; the digest cache is on unless --no-cache."""
     from pydantic import SecretStr
@@ -28,8 +34,14 @@ def source_options(
     from llm_platform.modelcar.digest_cache import default_cache_dir
     from llm_platform.modelcar.prepare import SourceOptions
 
-    return SourceOptions(spec=spec, source_dir=source_dir, base=base, platform=platform,
-                         hf_token=SecretStr(hf_token) if hf_token else None, cache_dir=None if no_cache else cache_dir or default_cache_dir())
+    return SourceOptions(
+        spec=spec,
+        source_dir=source_dir,
+        base=base,
+        platform=platform,
+        hf_token=SecretStr(hf_token) if hf_token else None,
+        cache_dir=None if no_cache else cache_dir or default_cache_dir(),
+    )
 
 
 @app.command("build")
@@ -62,8 +74,11 @@ def build(
     ] = None,
     cache_dir: Annotated[
         Path | None,
-        typer.Option("--cache-dir", help="Digest cache to record local files' digests in, for a later publish "
-                                         "(default: $LLM_PLATFORM_CACHE_DIR, else $XDG_CACHE_HOME/llm-platform)."),
+        typer.Option(
+            "--cache-dir",
+            help="Digest cache to record local files' digests in, for a later publish "
+            "(default: $LLM_PLATFORM_CACHE_DIR, else $XDG_CACHE_HOME/llm-platform).",
+        ),
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not record digests.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the build result as JSON instead.")] = False,
@@ -76,8 +91,15 @@ def build(
     from llm_platform.modelcar.build import build_layout  # core imported on use: the CLI starts fast
 
     result = build_layout(
-        source_options(spec, source_dir=source_dir, base=base, platform=platform, hf_token=hf_token,
-                       cache_dir=cache_dir, no_cache=no_cache),
+        source_options(
+            spec,
+            source_dir=source_dir,
+            base=base,
+            platform=platform,
+            hf_token=hf_token,
+            cache_dir=cache_dir,
+            no_cache=no_cache,
+        ),
         output=output,
     )
     typer.echo(result.model_dump_json(indent=2) if as_json else result.reference)

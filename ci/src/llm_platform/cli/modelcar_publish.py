@@ -21,58 +21,96 @@ def publish(
     spec: Annotated[Path, typer.Argument(help="Modelcar spec, e.g. modelcars/minilm-demo.yaml.")],
     to: Annotated[
         str,
-        typer.Option("--to", help="Target REGISTRY/REPOSITORY[:TAG]. Without a tag, the image is tagged "
-                                  "<spec name>-<first 12 of the HF commit sha>."),
+        typer.Option(
+            "--to",
+            help="Target REGISTRY/REPOSITORY[:TAG]. Without a tag, the image is tagged "
+            "<spec name>-<first 12 of the HF commit sha>.",
+        ),
     ],
     source_dir: Annotated[
         Path | None,
-        typer.Option("--source-dir", help="Take the model files from this directory instead of Hugging Face."),
+        typer.Option(
+            "--source-dir", help="Take the model files from this directory instead of Hugging Face."
+        ),
     ] = None,
     base: Annotated[
         str | None,
-        typer.Option("--base", help="Base image overriding the spec's: a digest-pinned reference or oci:DIR[:TAG]."),
+        typer.Option(
+            "--base", help="Base image overriding the spec's: a digest-pinned reference or oci:DIR[:TAG]."
+        ),
     ] = None,
-    platform: Annotated[str, typer.Option("--platform", help="Platform of the image: os/arch or os/arch/variant, e.g. linux/amd64.")] = (
-        "linux/amd64"
-    ),
+    platform: Annotated[
+        str,
+        typer.Option(
+            "--platform", help="Platform of the image: os/arch or os/arch/variant, e.g. linux/amd64."
+        ),
+    ] = ("linux/amd64"),
     insecure_registry: Annotated[
         list[str] | None,
-        typer.Option("--insecure-registry", help="Speak plain HTTP to this registry host (repeatable). "
-                                                 "localhost and 127.0.0.1 always use HTTP."),
+        typer.Option(
+            "--insecure-registry",
+            help="Speak plain HTTP to this registry host (repeatable). "
+            "localhost and 127.0.0.1 always use HTTP.",
+        ),
     ] = None,
     username: Annotated[
-        str | None, typer.Option("--username", help=f"Registry user (default: ${USERNAME_ENV}, then auth files).")
+        str | None,
+        typer.Option("--username", help=f"Registry user (default: ${USERNAME_ENV}, then auth files)."),
     ] = None,
     password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help=f"Read the registry password from stdin (or set ${PASSWORD_ENV}).")
+        bool,
+        typer.Option(
+            "--password-stdin", help=f"Read the registry password from stdin (or set ${PASSWORD_ENV})."
+        ),
     ] = False,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64, help="Blobs pushed at once.")] = 4,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=64, help="Blobs pushed at once.")
+    ] = 4,
     mount_from: Annotated[
         list[str] | None,
-        typer.Option("--mount-from", help="Another repository of the same registry to mount existing blobs from "
-                                          "(REGISTRY/REPOSITORY, repeatable)."),
+        typer.Option(
+            "--mount-from",
+            help="Another repository of the same registry to mount existing blobs from "
+            "(REGISTRY/REPOSITORY, repeatable).",
+        ),
     ] = None,
     upload_mode: Annotated[
         UploadMode | None,
-        typer.Option("--upload-mode", help="Override the registry's upload mode (default: monolithic for GHCR, "
-                                           "Artifact Registry/GCR and ECR, chunked elsewhere)."),
+        typer.Option(
+            "--upload-mode",
+            help="Override the registry's upload mode (default: monolithic for GHCR, "
+            "Artifact Registry/GCR and ECR, chunked elsewhere).",
+        ),
     ] = None,
-    chunk_size_mib: Annotated[int | None, typer.Option("--chunk-size-mib", min=1, help="Chunk size (MiB).")] = None,
+    chunk_size_mib: Annotated[
+        int | None, typer.Option("--chunk-size-mib", min=1, help="Chunk size (MiB).")
+    ] = None,
     max_layer_size_mib: Annotated[
         int | None, typer.Option("--max-layer-size-mib", min=1, help="Refuse layers larger than this (MiB).")
     ] = None,
-    retries: Annotated[int, typer.Option("--retries", min=0, help="Retries of a failed request or upload.")] = 4,
+    retries: Annotated[
+        int, typer.Option("--retries", min=0, help="Retries of a failed request or upload.")
+    ] = 4,
     hf_token: Annotated[
         str | None,
-        typer.Option("--hf-token", help="Hugging Face token (default: $HF_TOKEN); never logged.", show_default=False),
+        typer.Option(
+            "--hf-token", help="Hugging Face token (default: $HF_TOKEN); never logged.", show_default=False
+        ),
     ] = None,
     cache_dir: Annotated[
         Path | None,
-        typer.Option("--cache-dir", help="Digest cache of local files (default: $LLM_PLATFORM_CACHE_DIR, "
-                                         "else $XDG_CACHE_HOME/llm-platform)."),
+        typer.Option(
+            "--cache-dir",
+            help="Digest cache of local files (default: $LLM_PLATFORM_CACHE_DIR, "
+            "else $XDG_CACHE_HOME/llm-platform).",
+        ),
     ] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the digest cache.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the publish result as JSON instead.")] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the digest cache.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the publish result as JSON instead.")
+    ] = False,
 ) -> None:
     """Build the modelcar of SPEC and push it; print its verified REGISTRY/REPOSITORY@sha256:... reference.
 
@@ -91,13 +129,26 @@ def publish(
         if not password.get_secret_value():
             raise InputError("--password-stdin: no password on stdin")
     result = publish_modelcar(
-        source_options(spec, source_dir=source_dir, base=base, platform=platform, hf_token=hf_token,
-                       cache_dir=cache_dir, no_cache=no_cache),
+        source_options(
+            spec,
+            source_dir=source_dir,
+            base=base,
+            platform=platform,
+            hf_token=hf_token,
+            cache_dir=cache_dir,
+            no_cache=no_cache,
+        ),
         PushOptions(
-            target=to, insecure_registries=insecure_registry or [], username=username, password=password,
-            concurrency=concurrency, mount_from=mount_from or [], upload_mode=upload_mode,
+            target=to,
+            insecure_registries=insecure_registry or [],
+            username=username,
+            password=password,
+            concurrency=concurrency,
+            mount_from=mount_from or [],
+            upload_mode=upload_mode,
             chunk_size=chunk_size_mib * MiB if chunk_size_mib else None,
-            max_layer_size=max_layer_size_mib * MiB if max_layer_size_mib else None, retries=retries,
+            max_layer_size=max_layer_size_mib * MiB if max_layer_size_mib else None,
+            retries=retries,
         ),
     )
     typer.echo(result.model_dump_json(indent=2) if as_json else result.reference)

@@ -11,6 +11,16 @@ from llm_platform.lint.model import Coverage, Finding, LintReport, Severity
 from llm_platform.lint.rules import IGNORE_ANNOTATION, RULES, Rule
 
 __all__ = [
-    "DEFAULT_KUBERNETES_VERSION", "IGNORE_ANNOTATION", "RULES", "Coverage", "Finding", "LintConfig", "LintReport",
-    "PathIgnore", "Rule", "Severity", "load_config", "run_lint",
+    "DEFAULT_KUBERNETES_VERSION",
+    "IGNORE_ANNOTATION",
+    "RULES",
+    "Coverage",
+    "Finding",
+    "LintConfig",
+    "LintReport",
+    "PathIgnore",
+    "Rule",
+    "Severity",
+    "load_config",
+    "run_lint",
 ]

@@ -21,9 +21,21 @@ HEALTH_KEY = "resource.customizations.health.argoproj.io_Application"
 _ATOI = re.compile(r"[+-]?[0-9]+")
 _EXACT_VERSION = re.compile(r"v?\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]+)?")
 SYNC_OPTIONS = {
-    "Validate", "CreateNamespace", "PrunePropagationPolicy", "PruneLast", "ApplyOutOfSyncOnly",
-    "RespectIgnoreDifferences", "ServerSideApply", "Replace", "FailOnSharedResource", "SkipDryRunOnMissingResource",
-    "Prune", "Delete", "Force", "ClientSideApplyMigration", "SkipSchemaValidation",
+    "Validate",
+    "CreateNamespace",
+    "PrunePropagationPolicy",
+    "PruneLast",
+    "ApplyOutOfSyncOnly",
+    "RespectIgnoreDifferences",
+    "ServerSideApply",
+    "Replace",
+    "FailOnSharedResource",
+    "SkipDryRunOnMissingResource",
+    "Prune",
+    "Delete",
+    "Force",
+    "ClientSideApplyMigration",
+    "SkipSchemaValidation",
 }
 # Charts whose CRDs ship inside them, by chart name: the CRD groups they install.
 CHART_CRDS: dict[str, list[str]] = {
@@ -45,8 +57,18 @@ CHART_USES: dict[str, list[str]] = {
     "inferencepool": ["inference.networking.k8s.io"],
 }
 # Charts with CRDs larger than the 262144-byte last-applied annotation: client-side apply fails.
-SSA_CHARTS = {"kube-prometheus-stack", "prometheus-operator-crds", "kueue", "keda", "external-secrets", "kserve-crd",
-              "agentgateway-crds", "argo-cd", "lws", "leaderworkerset"}
+SSA_CHARTS = {
+    "kube-prometheus-stack",
+    "prometheus-operator-crds",
+    "kueue",
+    "keda",
+    "external-secrets",
+    "kserve-crd",
+    "agentgateway-crds",
+    "argo-cd",
+    "lws",
+    "leaderworkerset",
+}
 _ANNOTATION_LIMIT = 262144
 
 
@@ -103,8 +125,13 @@ def _is_app(obj: K8sObject) -> bool:
 def _our_repos(tree: Tree) -> set[str]:
     if tree.config.repo_urls:
         return {_norm_url(u) for u in tree.config.repo_urls}
-    counts = Counter(_norm_url(str(s.get("repoURL", ""))) for o in tree.objects if _is_app(o)
-                     for s, _ in _sources(o) if s.get("path") is not None or s.get("ref"))
+    counts = Counter(
+        _norm_url(str(s.get("repoURL", "")))
+        for o in tree.objects
+        if _is_app(o)
+        for s, _ in _sources(o)
+        if s.get("path") is not None or s.get("ref")
+    )
     return {counts.most_common(1)[0][0]} if counts else set()
 
 
@@ -129,8 +156,12 @@ def _wave(tree: Tree, obj: K8sObject) -> int:
         return 0
     text = str(raw)
     if isinstance(raw, bool) or not _ATOI.fullmatch(text):
-        tree.report("argocd-sync-wave-not-integer", obj, ("metadata", "annotations", WAVE),
-                    f"sync-wave {text!r} is not an integer: Argo CD silently treats it as wave 0")
+        tree.report(
+            "argocd-sync-wave-not-integer",
+            obj,
+            ("metadata", "annotations", WAVE),
+            f"sync-wave {text!r} is not an integer: Argo CD silently treats it as wave 0",
+        )
         return 0
     return int(text)
 
@@ -170,10 +201,16 @@ def check(tree: Tree, coverage: Coverage) -> AppGraph:
 def _structure(tree: Tree, app: AppInfo) -> None:
     spec, obj = app.obj.spec, app.obj
     if "source" in spec and "sources" in spec:
-        tree.report("argocd-app-source-invalid", obj, ("spec", "sources"),
-                    "both spec.source and spec.sources are set: Argo CD ignores spec.source")
+        tree.report(
+            "argocd-app-source-invalid",
+            obj,
+            ("spec", "sources"),
+            "both spec.source and spec.sources are set: Argo CD ignores spec.source",
+        )
     if not app.sources:
-        tree.report("argocd-app-source-invalid", obj, ("spec",), "Application has no spec.source or spec.sources")
+        tree.report(
+            "argocd-app-source-invalid", obj, ("spec",), "Application has no spec.source or spec.sources"
+        )
     for src, path in app.sources:
         kinds = [k for k in ("path", "chart") if src.get(k) is not None]
         if not src.get("repoURL"):
@@ -181,21 +218,33 @@ def _structure(tree: Tree, app: AppInfo) -> None:
         if len(kinds) == 2:
             tree.report("argocd-app-source-invalid", obj, (*path, "chart"), "source sets both path and chart")
         if src.get("ref") and src.get("chart"):
-            tree.report("argocd-app-source-invalid", obj, (*path, "ref"), "a ref source cannot also set chart")
+            tree.report(
+                "argocd-app-source-invalid", obj, (*path, "ref"), "a ref source cannot also set chart"
+            )
         if not kinds and not src.get("ref"):
             tree.report("argocd-app-source-invalid", obj, path, "source needs a path, a chart or a ref")
         if src.get("chart") and str(src.get("repoURL", "")).startswith("oci://"):
-            tree.report("argocd-app-source-invalid", obj, (*path, "repoURL"),
-                        "OCI Helm repoURL is written without oci:// in Argo CD")
+            tree.report(
+                "argocd-app-source-invalid",
+                obj,
+                (*path, "repoURL"),
+                "OCI Helm repoURL is written without oci:// in Argo CD",
+            )
     dest = spec.get("destination")
     if not isinstance(dest, dict):
         tree.report("argocd-app-destination-invalid", obj, ("spec",), "Application has no spec.destination")
         return
     if ("server" in dest) == ("name" in dest):
-        tree.report("argocd-app-destination-invalid", obj, ("spec", "destination"),
-                    "destination needs exactly one of server and name")
+        tree.report(
+            "argocd-app-destination-invalid",
+            obj,
+            ("spec", "destination"),
+            "destination needs exactly one of server and name",
+        )
     if not dest.get("namespace"):
-        tree.report("argocd-app-destination-invalid", obj, ("spec", "destination"), "destination has no namespace")
+        tree.report(
+            "argocd-app-destination-invalid", obj, ("spec", "destination"), "destination has no namespace"
+        )
 
 
 def _project(tree: Tree, app: AppInfo, projects: dict[str, K8sObject]) -> None:
@@ -206,28 +255,43 @@ def _project(tree: Tree, app: AppInfo, projects: dict[str, K8sObject]) -> None:
         return
     proj = projects.get(name)
     if proj is None:
-        tree.report("argocd-app-project-missing", app.obj, ("spec", "project"),
-                    f"AppProject {name!r} is not defined in the tree")
+        tree.report(
+            "argocd-app-project-missing",
+            app.obj,
+            ("spec", "project"),
+            f"AppProject {name!r} is not defined in the tree",
+        )
         return
     pspec = proj.spec
     repos = [str(r) for r in pspec.get("sourceRepos") or []]
     for src, path in app.sources:
         url = str(src.get("repoURL", ""))
         if not _glob_allowed(url, repos):
-            tree.report("argocd-project-scope", app.obj, (*path, "repoURL"),
-                        f"repoURL {url!r} is not in AppProject {name!r} sourceRepos")
+            tree.report(
+                "argocd-project-scope",
+                app.obj,
+                (*path, "repoURL"),
+                f"repoURL {url!r} is not in AppProject {name!r} sourceRepos",
+            )
     dest = app.obj.spec.get("destination") or {}
     allowed = False
     for d in pspec.get("destinations") or []:
         if not isinstance(d, dict):
             continue
-        target_ok = (fnmatch.fnmatch(str(dest.get("server", "")), str(d.get("server", "*"))) if "server" in dest
-                     else fnmatch.fnmatch(str(dest.get("name", "")), str(d.get("name", "*"))))
+        target_ok = (
+            fnmatch.fnmatch(str(dest.get("server", "")), str(d.get("server", "*")))
+            if "server" in dest
+            else fnmatch.fnmatch(str(dest.get("name", "")), str(d.get("name", "*")))
+        )
         if target_ok and fnmatch.fnmatch(str(dest.get("namespace", "")), str(d.get("namespace", "*"))):
             allowed = True
     if not allowed:
-        tree.report("argocd-project-scope", app.obj, ("spec", "destination"),
-                    f"destination {dest.get('namespace')!r} is not allowed by AppProject {name!r}")
+        tree.report(
+            "argocd-project-scope",
+            app.obj,
+            ("spec", "destination"),
+            f"destination {dest.get('namespace')!r} is not allowed by AppProject {name!r}",
+        )
 
 
 def _glob_allowed(value: str, patterns: list[str]) -> bool:
@@ -236,17 +300,31 @@ def _glob_allowed(value: str, patterns: list[str]) -> bool:
     return any(not p.startswith("!") and fnmatch.fnmatch(value, p) for p in patterns)
 
 
-def _source(tree: Tree, app: AppInfo, src: dict[str, Any], path: JsonPath, ours: set[str], graph: AppGraph,
-            coverage: Coverage, index: _ObjectIndex) -> None:
+def _source(
+    tree: Tree,
+    app: AppInfo,
+    src: dict[str, Any],
+    path: JsonPath,
+    ours: set[str],
+    graph: AppGraph,
+    coverage: Coverage,
+    index: _ObjectIndex,
+) -> None:
     url = str(src.get("repoURL", ""))
     chart = src.get("chart")
     if chart is not None:
         app.charts.append(str(chart))
         rev = str(src.get("targetRevision", ""))
         if not _EXACT_VERSION.fullmatch(rev):
-            tree.report("argocd-chart-not-pinned", app.obj, (*path, "targetRevision") if rev else path,
-                        f"chart {chart} targetRevision {rev or '(none)'!r} is not an exact version")
-        coverage.not_rendered.append(f"{app.obj.ident}: Helm chart {url}/{chart}@{rev} (Helm charts are not rendered)")
+            tree.report(
+                "argocd-chart-not-pinned",
+                app.obj,
+                (*path, "targetRevision") if rev else path,
+                f"chart {chart} targetRevision {rev or '(none)'!r} is not an exact version",
+            )
+        coverage.not_rendered.append(
+            f"{app.obj.ident}: Helm chart {url}/{chart}@{rev} (Helm charts are not rendered)"
+        )
         if app.dest_namespace:
             graph.helm_namespaces.add(app.dest_namespace)
     _values(tree, app, src, path, ours)
@@ -254,8 +332,12 @@ def _source(tree: Tree, app: AppInfo, src: dict[str, Any], path: JsonPath, ours:
         return
     target = (tree.repo_root / str(src["path"])).resolve()
     if not target.is_dir():
-        tree.report("argocd-app-path-missing", app.obj, (*path, "path"),
-                    f"path {src['path']!r} does not exist in the repository ({tree.display(target)})")
+        tree.report(
+            "argocd-app-path-missing",
+            app.obj,
+            (*path, "path"),
+            f"path {src['path']!r} does not exist in the repository ({tree.display(target)})",
+        )
         return
     k = tree.kustomizations.get(target)
     if k is not None:
@@ -305,12 +387,22 @@ def _values(tree: Tree, app: AppInfo, src: dict[str, Any], path: JsonPath, ours:
             ref, _, rel = vf[1:].partition("/")
             ref_src = refs.get(ref)
             if ref_src is None:
-                tree.report("argocd-values-missing", app.obj, where, f"value file {vf!r}: no source has ref: {ref}")
+                tree.report(
+                    "argocd-values-missing", app.obj, where, f"value file {vf!r}: no source has ref: {ref}"
+                )
                 continue
             if _norm_url(str(ref_src.get("repoURL", ""))) in ours and not (tree.repo_root / rel).is_file():
-                tree.report("argocd-values-missing", app.obj, where, f"value file {vf!r} does not exist in the repository")
-        elif (src.get("path") is not None and _norm_url(str(src.get("repoURL", ""))) in ours
-              and not (tree.repo_root / str(src["path"]) / vf).is_file()):
+                tree.report(
+                    "argocd-values-missing",
+                    app.obj,
+                    where,
+                    f"value file {vf!r} does not exist in the repository",
+                )
+        elif (
+            src.get("path") is not None
+            and _norm_url(str(src.get("repoURL", ""))) in ours
+            and not (tree.repo_root / str(src["path"]) / vf).is_file()
+        ):
             tree.report("argocd-values-missing", app.obj, where, f"value file {vf!r} does not exist")
 
 
@@ -344,8 +436,12 @@ def _reached_twice(tree: Tree, graph: AppGraph) -> None:
             visited.add(id(app))
             key = (app.obj.namespace or "", app.obj.name)
             if key in seen_apps:
-                tree.report("argocd-app-reached-twice", app.obj, ("metadata", "name"),
-                            f"Application {app.obj.name!r} is reached twice from root {root.obj.name!r}")
+                tree.report(
+                    "argocd-app-reached-twice",
+                    app.obj,
+                    ("metadata", "name"),
+                    f"Application {app.obj.name!r} is reached twice from root {root.obj.name!r}",
+                )
             seen_apps.add(key)
             for src, path in app.sources:
                 if src.get("path") is None and src.get("chart") is None:
@@ -353,8 +449,12 @@ def _reached_twice(tree: Tree, graph: AppGraph) -> None:
                 pkey = (_norm_url(str(src.get("repoURL", ""))), str(src.get("path") or src.get("chart")))
                 other = seen_paths.get(pkey)
                 if other is not None and other is not app:
-                    tree.report("argocd-app-reached-twice", app.obj, (*path, "path" if src.get("path") else "chart"),
-                                f"{pkey[1]!r} is deployed by both {other.obj.name!r} and {app.obj.name!r}")
+                    tree.report(
+                        "argocd-app-reached-twice",
+                        app.obj,
+                        (*path, "path" if src.get("path") else "chart"),
+                        f"{pkey[1]!r} is deployed by both {other.obj.name!r} and {app.obj.name!r}",
+                    )
                 seen_paths.setdefault(pkey, app)
             stack.extend(reversed(app.children))
 
@@ -366,18 +466,29 @@ def _health(tree: Tree, graph: AppGraph) -> None:
     for cm in tree.of_kind("ConfigMap"):
         if cm.name == "argocd-cm":
             data = cm.data.get("data") or {}
-            if HEALTH_KEY in data or "argoproj.io/Application" in str(data.get("resource.customizations", "")):
+            if HEALTH_KEY in data or "argoproj.io/Application" in str(
+                data.get("resource.customizations", "")
+            ):
                 return
     # The argo-cd Helm chart writes argocd-cm from values (configs.cm): look in values files and inline values.
-    inline = [s.get("helm", {}).get("valuesObject") or s.get("helm", {}).get("values")
-              for a in graph.apps for s, _ in a.sources if isinstance(s.get("helm"), dict)]
+    inline = [
+        s.get("helm", {}).get("valuesObject") or s.get("helm", {}).get("values")
+        for a in graph.apps
+        for s, _ in a.sources
+        if isinstance(s.get("helm"), dict)
+    ]
     if any(_has_key(doc.data, HEALTH_KEY) for doc in tree.value_docs) or any(
-            _has_key(v, HEALTH_KEY) or (isinstance(v, str) and HEALTH_KEY in v) for v in inline):
+        _has_key(v, HEALTH_KEY) or (isinstance(v, str) and HEALTH_KEY in v) for v in inline
+    ):
         return
     first = min(waved, key=lambda a: (a.obj.display, a.obj.at()[0]))
-    tree.report("argocd-app-health-missing", first.obj, ("metadata", "annotations", WAVE),
-                f"child Applications use sync waves but no argocd-cm in the tree sets {HEALTH_KEY}: "
-                "waves will not wait for child health")
+    tree.report(
+        "argocd-app-health-missing",
+        first.obj,
+        ("metadata", "annotations", WAVE),
+        f"child Applications use sync waves but no argocd-cm in the tree sets {HEALTH_KEY}: "
+        "waves will not wait for child health",
+    )
 
 
 def _has_key(node: Any, key: str) -> bool:
@@ -404,8 +515,11 @@ def _crd_order(tree: Tree, graph: AppGraph) -> None:
         for g in _provided_groups(tree, app):
             providers.setdefault(g, []).append(app)
     for app in graph.apps:
-        used: set[str] = {o.group for o in app.deploys
-                          if not is_builtin_group(o.group) and o.kind != "CustomResourceDefinition"}
+        used: set[str] = {
+            o.group
+            for o in app.deploys
+            if not is_builtin_group(o.group) and o.kind != "CustomResourceDefinition"
+        }
         for chart in app.charts:
             used |= set(CHART_USES.get(chart, []))
         if app.has_option("SkipDryRunOnMissingResource=true"):
@@ -414,23 +528,35 @@ def _crd_order(tree: Tree, graph: AppGraph) -> None:
             for prov in providers.get(g, []):
                 if prov is app or prov.wave < app.wave:
                     continue
-                tree.report("argocd-crd-order", app.obj,
-                            ("metadata", "annotations", WAVE) if WAVE in app.obj.annotations else ("metadata", "name"),
-                            f"uses {g} custom resources but syncs in wave {app.wave}, not after "
-                            f"{prov.obj.name!r} (wave {prov.wave}) which installs their CRDs")
+                tree.report(
+                    "argocd-crd-order",
+                    app.obj,
+                    ("metadata", "annotations", WAVE)
+                    if WAVE in app.obj.annotations
+                    else ("metadata", "name"),
+                    f"uses {g} custom resources but syncs in wave {app.wave}, not after "
+                    f"{prov.obj.name!r} (wave {prov.wave}) which installs their CRDs",
+                )
 
 
 def _ssa(tree: Tree, app: AppInfo) -> None:
     if app.has_option("ServerSideApply=true") or app.has_option("Replace=true"):
         return
     big = [c for c in app.charts if c in SSA_CHARTS]
-    big += [o.name for o in app.deploys if o.kind == "CustomResourceDefinition"
-            and len(json.dumps(o.data, separators=(",", ":"))) > _ANNOTATION_LIMIT]
+    big += [
+        o.name
+        for o in app.deploys
+        if o.kind == "CustomResourceDefinition"
+        and len(json.dumps(o.data, separators=(",", ":"))) > _ANNOTATION_LIMIT
+    ]
     if big:
-        tree.report("argocd-server-side-apply-missing", app.obj,
-                    ("spec", "syncPolicy", "syncOptions") if app.sync_options else ("spec",),
-                    f"{', '.join(sorted(set(big)))} ships CRDs too large for client-side apply: "
-                    "add syncOptions ServerSideApply=true")
+        tree.report(
+            "argocd-server-side-apply-missing",
+            app.obj,
+            ("spec", "syncPolicy", "syncOptions") if app.sync_options else ("spec",),
+            f"{', '.join(sorted(set(big)))} ships CRDs too large for client-side apply: "
+            "add syncOptions ServerSideApply=true",
+        )
 
 
 def check_sync_options(tree: Tree) -> None:
@@ -441,13 +567,19 @@ def check_sync_options(tree: Tree) -> None:
         for i, opt in enumerate(opts):
             key, sep, _ = str(opt).partition("=")
             if not sep or key not in SYNC_OPTIONS:
-                tree.report("argocd-sync-option-unknown", obj, ("spec", "syncPolicy", "syncOptions", i),
-                            f"unknown sync option {opt!r} (Argo CD ignores it; options are Key=value, case sensitive)")
+                tree.report(
+                    "argocd-sync-option-unknown",
+                    obj,
+                    ("spec", "syncPolicy", "syncOptions", i),
+                    f"unknown sync option {opt!r} (Argo CD ignores it; options are Key=value, case sensitive)",
+                )
 
 
 def _replicas_selfheal(tree: Tree, graph: AppGraph) -> None:
-    targets = {(graph.namespace_of(so), str((so.spec.get("scaleTargetRef") or {}).get("name", "")))
-               for so in tree.of_kind("ScaledObject")}
+    targets = {
+        (graph.namespace_of(so), str((so.spec.get("scaleTargetRef") or {}).get("name", "")))
+        for so in tree.of_kind("ScaledObject")
+    }
     for obj in tree.of_kind("Deployment", "StatefulSet"):
         if "replicas" not in obj.spec:
             continue
@@ -460,10 +592,17 @@ def _replicas_selfheal(tree: Tree, graph: AppGraph) -> None:
         automated = (app.obj.spec.get("syncPolicy") or {}).get("automated") or {}
         if not isinstance(automated, dict) or not automated.get("selfHeal"):
             continue
-        ignored = any("/spec/replicas" in (d.get("jsonPointers") or []) and d.get("kind") in (obj.kind, None)
-                      for d in app.obj.spec.get("ignoreDifferences") or [] if isinstance(d, dict))
+        ignored = any(
+            "/spec/replicas" in (d.get("jsonPointers") or []) and d.get("kind") in (obj.kind, None)
+            for d in app.obj.spec.get("ignoreDifferences") or []
+            if isinstance(d, dict)
+        )
         if ignored and app.has_option("RespectIgnoreDifferences=true"):
             continue
-        tree.report("argocd-replicas-selfheal", obj, ("spec", "replicas"),
-                    f"{obj.ident} is scaled by a ScaledObject but pins spec.replicas while {app.obj.name!r} "
-                    "self-heals: drop replicas or ignoreDifferences /spec/replicas with RespectIgnoreDifferences=true")
+        tree.report(
+            "argocd-replicas-selfheal",
+            obj,
+            ("spec", "replicas"),
+            f"{obj.ident} is scaled by a ScaledObject but pins spec.replicas while {app.obj.name!r} "
+            "self-heals: drop replicas or ignoreDifferences /spec/replicas with RespectIgnoreDifferences=true",
+        )

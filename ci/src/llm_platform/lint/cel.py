@@ -60,7 +60,9 @@ class CelRules:
         except Exception as exc:  # noqa: BLE001  (e.g. a Kubernetes CEL library function cel-python lacks)
             return CelOutcome(None, f"evaluation error in cel-python: {type(exc).__name__}: {exc}")
         if isinstance(result, CELEvalError):
-            return CelOutcome(None, f"evaluation error in cel-python: {result.args[0] if result.args else result}")
+            return CelOutcome(
+                None, f"evaluation error in cel-python: {result.args[0] if result.args else result}"
+            )
         if isinstance(result, bool) or type(result).__name__ == "BoolType":
             return CelOutcome(bool(result))
         return CelOutcome(None, f"rule did not return a bool ({type(result).__name__})")

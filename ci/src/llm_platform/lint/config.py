@@ -41,8 +41,9 @@ class LintConfig(BaseModel):
     allow_missing_schema: list[str] = Field(default_factory=list, description='"group/Kind" globs')
     repo_urls: list[str] = Field(default_factory=list, description="repoURLs that mean this repository")
     repo_root: str | None = Field(default=None, description="repository root for Application paths")
-    provides_crds: dict[str, list[str]] = Field(default_factory=dict,
-                                                description="Helm chart name -> CRD groups it installs")
+    provides_crds: dict[str, list[str]] = Field(
+        default_factory=dict, description="Helm chart name -> CRD groups it installs"
+    )
     kustomize_build_options: list[str] = Field(default_factory=list)
     argocd_namespace: str = "argocd"
 

@@ -38,13 +38,21 @@ def _core(version: str) -> CoreSchemas:
     return _CORE[version]
 
 
-def run_lint(paths: Sequence[Path], *, crd_dirs: Sequence[Path] = (), kubernetes_version: str | None = None,
-             config: LintConfig | None = None, cwd: Path | None = None,
-             cache_dir: Path | None = None) -> LintReport:
+def run_lint(
+    paths: Sequence[Path],
+    *,
+    crd_dirs: Sequence[Path] = (),
+    kubernetes_version: str | None = None,
+    config: LintConfig | None = None,
+    cwd: Path | None = None,
+    cache_dir: Path | None = None,
+) -> LintReport:
     """Lint `paths` (directories or files). Raises InputError/ToolError when it cannot run at all."""
     config = config or LintConfig()
     cwd = (cwd or Path.cwd()).resolve()
-    version = resolve_kubernetes_version(kubernetes_version or config.kubernetes_version or DEFAULT_KUBERNETES_VERSION)
+    version = resolve_kubernetes_version(
+        kubernetes_version or config.kubernetes_version or DEFAULT_KUBERNETES_VERSION
+    )
     roots = [(p if p.is_absolute() else cwd / p) for p in paths]
     for p in roots:
         if not p.exists():
@@ -54,11 +62,14 @@ def run_lint(paths: Sequence[Path], *, crd_dirs: Sequence[Path] = (), kubernetes
     renderer = Renderer(config.kustomize_build_options)
     try:
         tree = _load(roots, cwd, repo_root, config, renderer, coverage)
-        crds = CrdStore([Path(d) for d in crd_dirs], cache_dir if cache_dir is not None else default_cache_dir())
+        crds = CrdStore(
+            [Path(d) for d in crd_dirs], cache_dir if cache_dir is not None else default_cache_dir()
+        )
         _collect(tree, renderer, coverage)
         # Kustomizations that Applications point at directly but that are only included elsewhere.
-        renderer.start([d for d in argocd.kustomize_targets(tree) if d in tree.kustomizations
-                        and d not in tree.rendered])
+        renderer.start(
+            [d for d in argocd.kustomize_targets(tree) if d in tree.kustomizations and d not in tree.rendered]
+        )
         _collect(tree, renderer, coverage)
     finally:
         renderer.close()
@@ -86,12 +97,14 @@ def run_lint(paths: Sequence[Path], *, crd_dirs: Sequence[Path] = (), kubernetes
     coverage.silenced = tree.silenced
     coverage.cel_rules_skipped = sorted(set(coverage.cel_rules_skipped))
     coverage.not_rendered = sorted(set(coverage.not_rendered))
-    return LintReport(findings=sorted(kept.values(), key=Finding.sort_key), coverage=coverage,
-                      kubernetes_version=version)
+    return LintReport(
+        findings=sorted(kept.values(), key=Finding.sort_key), coverage=coverage, kubernetes_version=version
+    )
 
 
-def _load(roots: list[Path], cwd: Path, repo_root: Path, config: LintConfig, renderer: Renderer,
-          coverage: Coverage) -> Tree:
+def _load(
+    roots: list[Path], cwd: Path, repo_root: Path, config: LintConfig, renderer: Renderer, coverage: Coverage
+) -> Tree:
     """Load kustomizations first and start rendering them, then load every other file meanwhile."""
     paths = _yaml_files(roots)
     files: dict[Path, SourceFile] = {}
@@ -114,8 +127,15 @@ def _load(roots: list[Path], cwd: Path, repo_root: Path, config: LintConfig, ren
     for k in kusts.values():
         resource_files |= k.resource_files
         covered |= k.resource_files | k.patch_files
-    tree = Tree(repo_root=repo_root, files=files, kustomizations=kusts, objects=[], value_docs=[], config=config,
-                cwd=cwd)
+    tree = Tree(
+        repo_root=repo_root,
+        files=files,
+        kustomizations=kusts,
+        objects=[],
+        value_docs=[],
+        config=config,
+        cwd=cwd,
+    )
     for path, sf in files.items():
         for doc in sf.docs:
             data = doc.data
@@ -130,8 +150,16 @@ def _load(roots: list[Path], cwd: Path, repo_root: Path, config: LintConfig, ren
             if path in covered:
                 continue
             if _identity_ok(tree, doc) and not _is_kustomize(data):
-                tree.objects.append(K8sObject(data=data, path=path, display=doc.display, doc=doc,
-                                              fallback=doc.locate(), unit=f"dir:{path.parent}"))
+                tree.objects.append(
+                    K8sObject(
+                        data=data,
+                        path=path,
+                        display=doc.display,
+                        doc=doc,
+                        fallback=doc.locate(),
+                        unit=f"dir:{path.parent}",
+                    )
+                )
     return tree
 
 
@@ -140,8 +168,12 @@ def _repo_root(first: Path, config: LintConfig, cwd: Path) -> Path:
         return (cwd / config.repo_root).resolve()
     start = first if first.is_dir() else first.parent
     try:
-        out = subprocess.run(["git", "-C", str(start), "rev-parse", "--show-toplevel"], capture_output=True,
-                             text=True, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(start), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if out.returncode == 0 and out.stdout.strip():
             return Path(out.stdout.strip()).resolve()
     except OSError:
@@ -174,19 +206,26 @@ def _looks_like_object(data: dict[str, Any]) -> bool:
 
 
 def _is_kustomize(data: dict[str, Any]) -> bool:
-    return str(data.get("kind")) in _KUSTOMIZE_KINDS and str(data.get("apiVersion", "")).startswith(_KUSTOMIZE_GROUPS)
+    return str(data.get("kind")) in _KUSTOMIZE_KINDS and str(data.get("apiVersion", "")).startswith(
+        _KUSTOMIZE_GROUPS
+    )
 
 
 def _identity_ok(tree: Tree, doc: SourceDoc) -> bool:
     data = doc.data
     missing = [f for f in ("apiVersion", "kind") if not isinstance(data.get(f), str) or not data.get(f)]
-    if not _is_kustomize(data) and not missing and not _name(data) and not (
-            isinstance(data.get("metadata"), dict) and data["metadata"].get("generateName")):
+    if (
+        not _is_kustomize(data)
+        and not missing
+        and not _name(data)
+        and not (isinstance(data.get("metadata"), dict) and data["metadata"].get("generateName"))
+    ):
         missing.append("metadata.name")
     if missing:
         line, col = doc.locate()
-        tree.report_at("k8s-object-identity", doc.display, line, col,
-                       f"object is missing {', '.join(missing)}")
+        tree.report_at(
+            "k8s-object-identity", doc.display, line, col, f"object is missing {', '.join(missing)}"
+        )
         return False
     return True
 
@@ -211,15 +250,37 @@ def _collect(tree: Tree, renderer: Renderer, coverage: Coverage) -> None:
                 continue
             doc = _source_for(data, k, tree.source_index, by_file)
             if doc is not None:
-                tree.objects.append(K8sObject(data=data, path=doc.path, display=doc.display, doc=doc,
-                                              fallback=doc.locate(), unit=f"kustomize:{kdir}", kustomization=kdir))
+                tree.objects.append(
+                    K8sObject(
+                        data=data,
+                        path=doc.path,
+                        display=doc.display,
+                        doc=doc,
+                        fallback=doc.locate(),
+                        unit=f"kustomize:{kdir}",
+                        kustomization=kdir,
+                    )
+                )
             else:
-                tree.objects.append(K8sObject(data=data, path=k.file, display=kdisplay, doc=None, fallback=(1, 1),
-                                              unit=f"kustomize:{kdir}", kustomization=kdir))
+                tree.objects.append(
+                    K8sObject(
+                        data=data,
+                        path=k.file,
+                        display=kdisplay,
+                        doc=None,
+                        fallback=(1, 1),
+                        unit=f"kustomize:{kdir}",
+                        kustomization=kdir,
+                    )
+                )
 
 
-def _source_for(data: dict[str, Any], k: Kustomization,
-                index: dict[tuple[str, str], list[SourceDoc]], by_file: dict[Path, list[SourceDoc]]) -> SourceDoc | None:
+def _source_for(
+    data: dict[str, Any],
+    k: Kustomization,
+    index: dict[tuple[str, str], list[SourceDoc]],
+    by_file: dict[Path, list[SourceDoc]],
+) -> SourceDoc | None:
     kind, name = str(data.get("kind")), _name(data)
     cands = [d for d in index.get((kind, name), []) if d.path in k.resource_files]
     if cands:
@@ -229,8 +290,12 @@ def _source_for(data: dict[str, Any], k: Kustomization,
     for path in k.resource_files:
         for d in by_file.get(path, []):
             cname = _name(d.data)
-            if str(d.data.get("kind")) == kind and cname and cname in name and (
-                    best is None or len(cname) > len(_name(best.data))):
+            if (
+                str(d.data.get("kind")) == kind
+                and cname
+                and cname in name
+                and (best is None or len(cname) > len(_name(best.data)))
+            ):
                 best = d
     return best
 
@@ -247,8 +312,12 @@ def _duplicates(tree: Tree, graph: argocd.AppGraph) -> None:
         if first is None:
             seen[key] = obj
         elif first.doc is not obj.doc or first.doc is None:
-            tree.report("k8s-duplicate-object", obj, ("metadata", "name"),
-                        f"{obj.ident} is defined twice (first at {first.display}:{first.at()[0]})")
+            tree.report(
+                "k8s-duplicate-object",
+                obj,
+                ("metadata", "name"),
+                f"{obj.ident} is defined twice (first at {first.display}:{first.at()[0]})",
+            )
 
 
 def _validate_schemas(tree: Tree, crds: CrdStore, core: CoreSchemas, coverage: Coverage) -> None:
@@ -271,29 +340,47 @@ def _validate_schemas(tree: Tree, crds: CrdStore, core: CoreSchemas, coverage: C
             tree.report(err.rule_id, obj, err.path, err.message)
 
 
-def _validate_one(tree: Tree, obj: K8sObject, crds: CrdStore, core: CoreSchemas, coverage: Coverage,
-                  cel_memo: dict[tuple[str, str], CelOutcome]) -> list[SchemaError] | None:
+def _validate_one(
+    tree: Tree,
+    obj: K8sObject,
+    crds: CrdStore,
+    core: CoreSchemas,
+    coverage: Coverage,
+    cel_memo: dict[tuple[str, str], CelOutcome],
+) -> list[SchemaError] | None:
     """Schema errors of one object; None when it could not be validated (already reported)."""
     group, version = obj.group, obj.api_version.rpartition("/")[2]
     if is_builtin_group(group):
         errors = core.validate(obj.data)
         if errors is None:
-            tree.report("schema-version-not-served", obj, ("apiVersion",),
-                        f"{obj.api_version} {obj.kind} does not exist in Kubernetes {core.version}")
+            tree.report(
+                "schema-version-not-served",
+                obj,
+                ("apiVersion",),
+                f"{obj.api_version} {obj.kind} does not exist in Kubernetes {core.version}",
+            )
             return None
         coverage.schema_core += 1
         return errors
     crd = crds.lookup(group, obj.kind)
     if crd is None:
         if not tree.config.schema_allowed_missing(group, obj.kind):
-            tree.report("schema-missing", obj, ("kind",),
-                        f"no CRD schema for {group}/{obj.kind}: add its CRD with --crds or list it in "
-                        "allow_missing_schema")
+            tree.report(
+                "schema-missing",
+                obj,
+                ("kind",),
+                f"no CRD schema for {group}/{obj.kind}: add its CRD with --crds or list it in "
+                "allow_missing_schema",
+            )
         return None
     validator = crd.served.get(version)
     if validator is None:
-        tree.report("schema-version-not-served", obj, ("apiVersion",),
-                    f"CRD {obj.kind}.{group} ({crd.source}) serves {sorted(crd.served)}, not {version}")
+        tree.report(
+            "schema-version-not-served",
+            obj,
+            ("apiVersion",),
+            f"CRD {obj.kind}.{group} ({crd.source}) serves {sorted(crd.served)}, not {version}",
+        )
         return None
     result = validator.validate(obj.data, cel_memo)
     coverage.schema_crd += 1

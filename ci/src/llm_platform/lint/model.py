@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     error = "error"
     warning = "warning"
 
@@ -42,7 +42,9 @@ class Coverage(BaseModel):
     schema_crd: int = 0
     cel_rules_evaluated: int = 0
     cel_rules_skipped: list[str] = Field(default_factory=list, description="rule text and why it was not run")
-    not_rendered: list[str] = Field(default_factory=list, description="Helm charts and other sources not rendered")
+    not_rendered: list[str] = Field(
+        default_factory=list, description="Helm charts and other sources not rendered"
+    )
     silenced: int = 0
 
 

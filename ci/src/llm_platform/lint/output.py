@@ -12,7 +12,9 @@ from llm_platform.lint.rules import RULES
 
 TOOL_NAME = "llm-platform-lint"
 JSON_SCHEMA_ID = "https://llm-platform.example/schemas/lint-report.schema.json"
-SARIF_SCHEMA_URI = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+SARIF_SCHEMA_URI = (
+    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+)
 
 
 def schema_text(name: str) -> str:
@@ -38,35 +40,45 @@ def to_json(report: LintReport) -> str:
 
 def to_sarif(report: LintReport) -> str:
     used = sorted({f.rule_id for f in report.findings})
-    rules = [{
-        "id": rid,
-        "name": rid,
-        "shortDescription": {"text": RULES[rid].rationale},
-        "defaultConfiguration": {"level": RULES[rid].severity.value},
-        "properties": {"category": RULES[rid].category},
-    } for rid in sorted(RULES)]
+    rules = [
+        {
+            "id": rid,
+            "name": rid,
+            "shortDescription": {"text": RULES[rid].rationale},
+            "defaultConfiguration": {"level": RULES[rid].severity.value},
+            "properties": {"category": RULES[rid].category},
+        }
+        for rid in sorted(RULES)
+    ]
     index = {r["id"]: i for i, r in enumerate(rules)}
-    results = [{
-        "ruleId": f.rule_id,
-        "ruleIndex": index[f.rule_id],
-        "level": f.severity.value,
-        "message": {"text": f.message},
-        "locations": [{
-            "physicalLocation": {
-                "artifactLocation": {"uri": quote(f.path)},
-                "region": {"startLine": f.line, "startColumn": f.col},
-            },
-            **({"logicalLocations": [{"fullyQualifiedName": f.object}]} if f.object else {}),
-        }],
-    } for f in report.findings]
+    results = [
+        {
+            "ruleId": f.rule_id,
+            "ruleIndex": index[f.rule_id],
+            "level": f.severity.value,
+            "message": {"text": f.message},
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": quote(f.path)},
+                        "region": {"startLine": f.line, "startColumn": f.col},
+                    },
+                    **({"logicalLocations": [{"fullyQualifiedName": f.object}]} if f.object else {}),
+                }
+            ],
+        }
+        for f in report.findings
+    ]
     doc = {
         "$schema": SARIF_SCHEMA_URI,
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": TOOL_NAME, "rules": rules}},
-            "results": results,
-            "properties": {"kubernetesVersion": report.kubernetes_version, "rulesReported": used},
-        }],
+        "runs": [
+            {
+                "tool": {"driver": {"name": TOOL_NAME, "rules": rules}},
+                "results": results,
+                "properties": {"kubernetesVersion": report.kubernetes_version, "rulesReported": used},
+            }
+        ],
     }
     return json.dumps(doc, indent=2) + "\n"
 

@@ -51,8 +51,11 @@ def _local_refs(data: dict[str, Any]) -> tuple[list[str], list[str]]:
     for key in ("configMapGenerator", "secretGenerator"):
         for gen in data.get(key) or []:
             if isinstance(gen, dict):
-                for f in list(gen.get("files") or []) + list(gen.get("envs") or []) + (
-                        [gen["env"]] if isinstance(gen.get("env"), str) else []):
+                for f in (
+                    list(gen.get("files") or [])
+                    + list(gen.get("envs") or [])
+                    + ([gen["env"]] if isinstance(gen.get("env"), str) else [])
+                ):
                     if isinstance(f, str):
                         patches.append(f.split("=", 1)[-1])
     return resources, patches
@@ -120,7 +123,9 @@ class Renderer:
     (loading files, indexing CRDs) instead of the linter waiting on each kubectl start."""
 
     def __init__(self, build_options: list[str]) -> None:
-        self._cmd: list[str] | None = None  # resolved on first use: a tree without kustomizations needs neither
+        self._cmd: list[str] | None = (
+            None  # resolved on first use: a tree without kustomizations needs neither
+        )
         self._options = build_options
         self._pool = ThreadPoolExecutor(max_workers=max(2, (os.cpu_count() or 2) * 2))
         self._pending: dict[Path, Future[RenderResult]] = {}
@@ -143,7 +148,9 @@ class Renderer:
 
     def _one(self, d: Path) -> RenderResult:
         assert self._cmd is not None
-        proc = subprocess.run([*self._cmd, *self._options, str(d)], capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [*self._cmd, *self._options, str(d)], capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             msg = " ".join(_KLOG.sub("", proc.stderr.strip()).split()).removesuffix(">").strip()
             return RenderResult([], error=msg[:500] or f"{' '.join(self._cmd)} exited {proc.returncode}")

@@ -23,11 +23,30 @@ from llm_platform.lint.structural import JsonPath, SchemaError, StructuralValida
 from llm_platform.oci import atomic_write
 
 _BUILTIN_GROUPS = {
-    "", "apps", "batch", "autoscaling", "policy", "extensions", "admissionregistration.k8s.io", "apiextensions.k8s.io",
-    "apiregistration.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "certificates.k8s.io",
-    "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io", "flowcontrol.apiserver.k8s.io",
-    "internal.apiserver.k8s.io", "networking.k8s.io", "node.k8s.io", "rbac.authorization.k8s.io",
-    "resource.k8s.io", "scheduling.k8s.io", "storage.k8s.io", "storagemigration.k8s.io",
+    "",
+    "apps",
+    "batch",
+    "autoscaling",
+    "policy",
+    "extensions",
+    "admissionregistration.k8s.io",
+    "apiextensions.k8s.io",
+    "apiregistration.k8s.io",
+    "authentication.k8s.io",
+    "authorization.k8s.io",
+    "certificates.k8s.io",
+    "coordination.k8s.io",
+    "discovery.k8s.io",
+    "events.k8s.io",
+    "flowcontrol.apiserver.k8s.io",
+    "internal.apiserver.k8s.io",
+    "networking.k8s.io",
+    "node.k8s.io",
+    "rbac.authorization.k8s.io",
+    "resource.k8s.io",
+    "scheduling.k8s.io",
+    "storage.k8s.io",
+    "storagemigration.k8s.io",
 }
 _SCHEMA_ROOT = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
 
@@ -58,8 +77,10 @@ def resolve_kubernetes_version(wanted: str) -> str:
     want = Version(f"{m.group(1)}.{m.group(2)}")
     usable = [v for v in supported_versions() if Version(v) <= want]
     if not usable or want > Version(supported_versions()[-1]):
-        raise InputError(f"--kubernetes-version: {wanted} is not supported "
-                         f"(kubernetes-validate bundles {supported_versions()[0]}..{supported_versions()[-1]})")
+        raise InputError(
+            f"--kubernetes-version: {wanted} is not supported "
+            f"(kubernetes-validate bundles {supported_versions()[0]}..{supported_versions()[-1]})"
+        )
     return usable[-1]
 
 
@@ -110,8 +131,12 @@ def _core_error(err: jsonschema.ValidationError) -> list[SchemaError]:
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         allowed = set(err.schema.get("properties", {}))
         extras = [k for k in err.instance if k not in allowed]
-        return [SchemaError("schema-unknown-field", (*path, k), f"unknown field {'.'.join(map(str, (*path, k)))!r}")
-                for k in extras]
+        return [
+            SchemaError(
+                "schema-unknown-field", (*path, k), f"unknown field {'.'.join(map(str, (*path, k)))!r}"
+            )
+            for k in extras
+        ]
     if err.validator in ("anyOf", "oneOf") and err.context:
         best = jsonschema.exceptions.best_match(err.context)
         return [SchemaError("schema-invalid", path, f"{where}: {best.message}"[:300])]
@@ -135,8 +160,11 @@ _Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def _strip_descriptions(node: Any) -> Any:
     """CRD schemas without their prose: a quarter of the size to cache and load."""
     if isinstance(node, dict):
-        return {k: _strip_descriptions(v) for k, v in node.items()
-                if not (k == "description" and isinstance(v, str))}
+        return {
+            k: _strip_descriptions(v)
+            for k, v in node.items()
+            if not (k == "description" and isinstance(v, str))
+        }
     if isinstance(node, list):
         return [_strip_descriptions(v) for v in node]
     return node
@@ -159,7 +187,9 @@ class CrdStore:
         for d in crd_dirs:
             if not d.is_dir():
                 raise InputError(f"--crds: {d} is not a directory")
-            for path in sorted(p for p in d.rglob("*") if p.suffix in (".yaml", ".yml", ".json") and p.is_file()):
+            for path in sorted(
+                p for p in d.rglob("*") if p.suffix in (".yaml", ".yml", ".json") and p.is_file()
+            ):
                 self._index(path)
 
     def _index(self, path: Path) -> None:
@@ -258,7 +288,9 @@ def _crd_entry(crd: dict[str, Any], source: str) -> CrdVersions | None:
     for v in spec.get("versions") or []:
         if not isinstance(v, dict) or not v.get("served", True):
             continue
-        schema = ((v.get("schema") or {}).get("openAPIV3Schema")) or {"type": "object",
-                                                                       "x-kubernetes-preserve-unknown-fields": True}
+        schema = ((v.get("schema") or {}).get("openAPIV3Schema")) or {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+        }
         entry.served[str(v.get("name"))] = StructuralValidator(schema)
     return entry

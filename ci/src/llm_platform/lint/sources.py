@@ -45,8 +45,15 @@ class SourceFile:
 
 def finding(rule_id: str, display: str, line: int, col: int, message: str, obj: str | None = None) -> Finding:
     r = rule(rule_id)
-    return Finding(path=display, line=max(line, 1), col=max(col, 1), severity=r.severity, rule_id=rule_id,
-                   message=message, object=obj)
+    return Finding(
+        path=display,
+        line=max(line, 1),
+        col=max(col, 1),
+        severity=r.severity,
+        rule_id=rule_id,
+        message=message,
+        object=obj,
+    )
 
 
 def _mark(node: Node) -> tuple[int, int]:
@@ -96,7 +103,9 @@ def load_file(path: Path, display: str, text: str | None = None) -> SourceFile:
     for m in _TAB_INDENT.finditer(text):
         line = text.count("\n", 0, m.start()) + 1
         tab_lines.add(line)
-        sf.findings.append(finding("yaml-tab", display, line, m.end() - m.start(), "tab character in indentation"))
+        sf.findings.append(
+            finding("yaml-tab", display, line, m.end() - m.start(), "tab character in indentation")
+        )
     loader = _Loader(text)
     index = 0
     try:
@@ -109,8 +118,11 @@ def load_file(path: Path, display: str, text: str | None = None) -> SourceFile:
             index += 1
     except yaml.MarkedYAMLError as exc:
         mark, message = exc.problem_mark or exc.context_mark, str(exc.problem or exc.context)
-        if exc.context_mark is not None and exc.problem_mark is not None and \
-                exc.problem_mark.index >= len(text.rstrip()):
+        if (
+            exc.context_mark is not None
+            and exc.problem_mark is not None
+            and exc.problem_mark.index >= len(text.rstrip())
+        ):
             # Hit the end of the file (an unclosed quote or bracket): the opening is the place to fix.
             mark, message = exc.context_mark, f"{exc.context}: not closed before the end of the file"
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -131,15 +143,33 @@ def _node_checks(sf: SourceFile, root: Node) -> None:
                 if isinstance(k, ScalarNode):
                     if k.value in seen and k.value != "<<":
                         line, col = _mark(k)
-                        sf.findings.append(finding("yaml-duplicate-key", sf.display, line, col,
-                                                   f"duplicate key {k.value!r}: the last one silently wins"))
+                        sf.findings.append(
+                            finding(
+                                "yaml-duplicate-key",
+                                sf.display,
+                                line,
+                                col,
+                                f"duplicate key {k.value!r}: the last one silently wins",
+                            )
+                        )
                     seen.add(k.value)
-                if isinstance(v, ScalarNode) and v.tag == _BOOL_TAG and not v.style \
-                        and v.value.lower() in _TRUTHY:
+                if (
+                    isinstance(v, ScalarNode)
+                    and v.tag == _BOOL_TAG
+                    and not v.style
+                    and v.value.lower() in _TRUTHY
+                ):
                     line, col = _mark(v)
-                    sf.findings.append(finding("yaml-truthy", sf.display, line, col,
-                                               f"unquoted {v.value!r} is the boolean {v.value.lower() in ('yes', 'on')}"
-                                               " for Kubernetes (YAML 1.1); quote it if a string is meant"))
+                    sf.findings.append(
+                        finding(
+                            "yaml-truthy",
+                            sf.display,
+                            line,
+                            col,
+                            f"unquoted {v.value!r} is the boolean {v.value.lower() in ('yes', 'on')}"
+                            " for Kubernetes (YAML 1.1); quote it if a string is meant",
+                        )
+                    )
 
 
 def _walk(node: Node) -> Iterator[Node]:

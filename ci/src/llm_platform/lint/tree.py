@@ -91,7 +91,9 @@ class Tree:
     cwd: Path
     findings: list[Finding] = field(default_factory=list)
     silenced: int = 0
-    source_index: dict[tuple[str, str], list[SourceDoc]] = field(default_factory=dict)  # resource docs by kind/name
+    source_index: dict[tuple[str, str], list[SourceDoc]] = field(
+        default_factory=dict
+    )  # resource docs by kind/name
     rendered: set[Path] = field(default_factory=set)  # kustomization dirs rendered so far
 
     def display(self, path: Path) -> str:

@@ -53,8 +53,11 @@ def pod_specs(obj: K8sObject) -> Iterator[PodSpecRef]:
         if ref:
             yield ref
     elif kind == "CronJob":
-        ref = _template(obj, ("spec", "jobTemplate", "spec", "template"),
-                        _d(_d(_d(spec.get("jobTemplate")).get("spec")).get("template")))
+        ref = _template(
+            obj,
+            ("spec", "jobTemplate", "spec", "template"),
+            _d(_d(_d(spec.get("jobTemplate")).get("spec")).get("template")),
+        )
         if ref:
             yield ref
     elif kind == "Pod" and obj.group == "":
@@ -89,7 +92,12 @@ def uses_gpu(ref: PodSpecRef) -> bool:
 
 def container_ports(ref: PodSpecRef) -> set[int] | None:
     """Declared container ports; None when no container declares any (nothing to compare)."""
-    ports = {p.get("containerPort") for c, _ in ref.containers for p in (c.get("ports") or []) if isinstance(p, dict)}
+    ports = {
+        p.get("containerPort")
+        for c, _ in ref.containers
+        for p in (c.get("ports") or [])
+        if isinstance(p, dict)
+    }
     ports.discard(None)
     if ref.is_isvc:
         ports.add(KSERVE_DEFAULT_PORT)

@@ -51,8 +51,9 @@ class _Index:
         for o in self.by_name.get((kind, name), []):
             if ns is None or self.ns(o) in (ns, None):
                 return True
-        if kind == "Service" and any(n == name and (ns is None or gns in (ns, None))
-                                     for gns, n in self.generated_services):
+        if kind == "Service" and any(
+            n == name and (ns is None or gns in (ns, None)) for gns, n in self.generated_services
+        ):
             return True
         if ns is not None and ns in self.graph.helm_namespaces:
             return None
@@ -83,28 +84,47 @@ def _httproutes(idx: _Index) -> None:
                 continue
             pns = parent.get("namespace", ns)
             if idx.find("Gateway", str(parent.get("name")), pns) is False:
-                idx.tree.report("xref-httproute-parent", route, ("spec", "parentRefs", i, "name"),
-                                f"parent Gateway {parent.get('name')!r} (namespace {pns}) is not in the tree")
+                idx.tree.report(
+                    "xref-httproute-parent",
+                    route,
+                    ("spec", "parentRefs", i, "name"),
+                    f"parent Gateway {parent.get('name')!r} (namespace {pns}) is not in the tree",
+                )
         for r, rule in enumerate(route.spec.get("rules") or []):
             for b, ref in enumerate((rule or {}).get("backendRefs") or []):
                 if not isinstance(ref, dict):
                     continue
                 kind, group = ref.get("kind", "Service"), ref.get("group", "")
-                if kind == "InferencePool" and group in _POOL_GROUPS or kind == "Service" and group in ("", "core"):
+                if (kind == "InferencePool" and group in _POOL_GROUPS) or (
+                    kind == "Service" and group in ("", "core")
+                ):
                     bns = ref.get("namespace", ns)
                     if idx.find(kind, str(ref.get("name")), bns) is False:
-                        idx.tree.report("xref-httproute-backend", route,
-                                        ("spec", "rules", r, "backendRefs", b, "name"),
-                                        f"backendRef {kind} {ref.get('name')!r} (namespace {bns}) is not in the tree")
+                        idx.tree.report(
+                            "xref-httproute-backend",
+                            route,
+                            ("spec", "rules", r, "backendRefs", b, "name"),
+                            f"backendRef {kind} {ref.get('name')!r} (namespace {bns}) is not in the tree",
+                        )
                     elif kind == "Service" and isinstance(ref.get("port"), int):
-                        svcs = [o for o in idx.by_kind.get("Service", [])
-                                if o.name == ref.get("name") and idx.ns(o) in (bns, None)]
-                        ports: set[Any] = {p.get("port") for o in svcs for p in (o.spec.get("ports") or [])
-                                           if isinstance(p, dict)}
+                        svcs = [
+                            o
+                            for o in idx.by_kind.get("Service", [])
+                            if o.name == ref.get("name") and idx.ns(o) in (bns, None)
+                        ]
+                        ports: set[Any] = {
+                            p.get("port")
+                            for o in svcs
+                            for p in (o.spec.get("ports") or [])
+                            if isinstance(p, dict)
+                        }
                         if svcs and ref["port"] not in ports:
-                            idx.tree.report("xref-httproute-backend", route,
-                                            ("spec", "rules", r, "backendRefs", b, "port"),
-                                            f"Service {ref.get('name')!r} has no port {ref['port']} ({sorted(ports)})")
+                            idx.tree.report(
+                                "xref-httproute-backend",
+                                route,
+                                ("spec", "rules", r, "backendRefs", b, "port"),
+                                f"Service {ref.get('name')!r} has no port {ref['port']} ({sorted(ports)})",
+                            )
 
 
 def _selector(pool: K8sObject) -> dict[str, str]:
@@ -117,14 +137,26 @@ def _pools(idx: _Index) -> None:
     for pool in idx.by_kind.get("InferencePool", []):
         ns = idx.ns(pool)
         sel = _selector(pool)
-        sel_path = ("spec", "selector", "matchLabels") if "matchLabels" in (pool.spec.get("selector") or {}) \
+        sel_path = (
+            ("spec", "selector", "matchLabels")
+            if "matchLabels" in (pool.spec.get("selector") or {})
             else ("spec", "selector")
-        matched = [p for p in idx.pods if sel and all(p.labels.get(k) == v for k, v in sel.items())
-                   and (ns is None or idx.ns(p.obj) in (ns, None))]
+        )
+        matched = [
+            p
+            for p in idx.pods
+            if sel
+            and all(p.labels.get(k) == v for k, v in sel.items())
+            and (ns is None or idx.ns(p.obj) in (ns, None))
+        ]
         if not matched:
             if not idx.maybe_external(ns):
-                idx.tree.report("xref-pool-selector", pool, sel_path,
-                                f"selector {sel} matches no model-server pods in namespace {ns}")
+                idx.tree.report(
+                    "xref-pool-selector",
+                    pool,
+                    sel_path,
+                    f"selector {sel} matches no model-server pods in namespace {ns}",
+                )
         else:
             declared: set[int] = set()
             unknown = False
@@ -137,23 +169,37 @@ def _pools(idx: _Index) -> None:
             for i, tp in enumerate(pool.spec.get("targetPorts") or []):
                 num = (tp or {}).get("number") if isinstance(tp, dict) else None
                 if isinstance(num, int) and not unknown and num not in declared:
-                    idx.tree.report("xref-pool-port", pool, ("spec", "targetPorts", i, "number"),
-                                    f"target port {num} is not a container port of the selected pods "
-                                    f"({sorted(declared)})")
+                    idx.tree.report(
+                        "xref-pool-port",
+                        pool,
+                        ("spec", "targetPorts", i, "number"),
+                        f"target port {num} is not a container port of the selected pods "
+                        f"({sorted(declared)})",
+                    )
         epp = pool.spec.get("endpointPickerRef")
         if isinstance(epp, dict) and epp.get("kind", "Service") == "Service" and not epp.get("group"):
             name = str(epp.get("name"))
             svcs = [s for s in idx.by_kind.get("Service", []) if s.name == name and idx.ns(s) in (ns, None)]
             if not svcs:
                 if not idx.maybe_external(ns):
-                    idx.tree.report("xref-pool-endpoint-picker", pool, ("spec", "endpointPickerRef", "name"),
-                                    f"endpoint picker Service {name!r} is not in the tree")
+                    idx.tree.report(
+                        "xref-pool-endpoint-picker",
+                        pool,
+                        ("spec", "endpointPickerRef", "name"),
+                        f"endpoint picker Service {name!r} is not in the tree",
+                    )
                 continue
             port = (epp.get("port") or {}).get("number") if isinstance(epp.get("port"), dict) else None
-            svc_ports: set[Any] = {p.get("port") for s in svcs for p in (s.spec.get("ports") or []) if isinstance(p, dict)}
+            svc_ports: set[Any] = {
+                p.get("port") for s in svcs for p in (s.spec.get("ports") or []) if isinstance(p, dict)
+            }
             if port is not None and port not in svc_ports:
-                idx.tree.report("xref-pool-endpoint-picker", pool, ("spec", "endpointPickerRef", "port", "number"),
-                                f"endpoint picker Service {name!r} has no port {port} ({sorted(svc_ports)})")
+                idx.tree.report(
+                    "xref-pool-endpoint-picker",
+                    pool,
+                    ("spec", "endpointPickerRef", "port", "number"),
+                    f"endpoint picker Service {name!r} has no port {port} ({sorted(svc_ports)})",
+                )
 
 
 def _scaledobjects(idx: _Index) -> None:
@@ -161,8 +207,12 @@ def _scaledobjects(idx: _Index) -> None:
         ref = so.spec.get("scaleTargetRef") or {}
         kind = str(ref.get("kind", "Deployment"))
         if idx.find(kind, str(ref.get("name")), idx.ns(so)) is False:
-            idx.tree.report("xref-scaledobject-target", so, ("spec", "scaleTargetRef", "name"),
-                            f"scale target {kind} {ref.get('name')!r} is not in the tree")
+            idx.tree.report(
+                "xref-scaledobject-target",
+                so,
+                ("spec", "scaleTargetRef", "name"),
+                f"scale target {kind} {ref.get('name')!r} is not in the tree",
+            )
 
 
 def _externalsecrets(idx: _Index) -> None:
@@ -170,11 +220,17 @@ def _externalsecrets(idx: _Index) -> None:
         ref = es.spec.get("secretStoreRef") or {}
         kind = str(ref.get("kind", "SecretStore"))
         ns = None if kind == "ClusterSecretStore" else idx.ns(es)
-        found = any(o.name == ref.get("name") and (ns is None or idx.ns(o) in (ns, None))
-                    for o in idx.by_kind.get(kind, []))
+        found = any(
+            o.name == ref.get("name") and (ns is None or idx.ns(o) in (ns, None))
+            for o in idx.by_kind.get(kind, [])
+        )
         if not found and (kind == "ClusterSecretStore" or not idx.maybe_external(ns)):
-            idx.tree.report("xref-externalsecret-store", es, ("spec", "secretStoreRef", "name"),
-                            f"{kind} {ref.get('name')!r} is not in the tree")
+            idx.tree.report(
+                "xref-externalsecret-store",
+                es,
+                ("spec", "secretStoreRef", "name"),
+                f"{kind} {ref.get('name')!r} is not in the tree",
+            )
 
 
 def _servicemonitors(idx: _Index) -> None:
@@ -183,19 +239,30 @@ def _servicemonitors(idx: _Index) -> None:
         nsel = sm.spec.get("namespaceSelector") or {}
         names = None if nsel.get("any") else (nsel.get("matchNames") or [ns])
         sel = (sm.spec.get("selector") or {}).get("matchLabels") or {}
-        svcs = [s for s in idx.by_kind.get("Service", [])
-                if all(s.labels.get(k) == str(v) for k, v in sel.items())
-                and (names is None or idx.ns(s) in (*names, None))]
+        svcs = [
+            s
+            for s in idx.by_kind.get("Service", [])
+            if all(s.labels.get(k) == str(v) for k, v in sel.items())
+            and (names is None or idx.ns(s) in (*names, None))
+        ]
         if not svcs:
             if not any(idx.maybe_external(n) for n in (names or [None])):
-                idx.tree.report("xref-servicemonitor-selector", sm, ("spec", "selector"),
-                                f"selector {sel} matches no Service in {names or 'any namespace'}")
+                idx.tree.report(
+                    "xref-servicemonitor-selector",
+                    sm,
+                    ("spec", "selector"),
+                    f"selector {sel} matches no Service in {names or 'any namespace'}",
+                )
             continue
         port_names = {p.get("name") for s in svcs for p in (s.spec.get("ports") or []) if isinstance(p, dict)}
         for i, ep in enumerate(sm.spec.get("endpoints") or []):
             if isinstance(ep, dict) and ep.get("port") and ep["port"] not in port_names:
-                idx.tree.report("xref-servicemonitor-selector", sm, ("spec", "endpoints", i, "port"),
-                                f"endpoint port {ep['port']!r} is not a port name of the selected Services")
+                idx.tree.report(
+                    "xref-servicemonitor-selector",
+                    sm,
+                    ("spec", "endpoints", i, "port"),
+                    f"endpoint port {ep['port']!r} is not a port name of the selected Services",
+                )
 
 
 def _queues(idx: _Index) -> None:
@@ -203,7 +270,9 @@ def _queues(idx: _Index) -> None:
     for lq in idx.by_kind.get("LocalQueue", []):
         cq = lq.spec.get("clusterQueue")
         if cq and cq not in cqs:
-            idx.tree.report("xref-localqueue", lq, ("spec", "clusterQueue"), f"ClusterQueue {cq!r} is not in the tree")
+            idx.tree.report(
+                "xref-localqueue", lq, ("spec", "clusterQueue"), f"ClusterQueue {cq!r} is not in the tree"
+            )
     lqs = idx.by_kind.get("LocalQueue", [])
     covered = {o.name: _covered_resources(o) for o in idx.by_kind.get("ClusterQueue", [])}
     for obj in idx.tree.objects:
@@ -213,14 +282,22 @@ def _queues(idx: _Index) -> None:
         ns = idx.ns(obj)
         queue = next((lq for lq in lqs if lq.name == q and idx.ns(lq) in (ns, None)), None)
         if queue is None:
-            idx.tree.report("xref-localqueue", obj, ("metadata", "labels", QUEUE_LABEL),
-                            f"LocalQueue {q!r} does not exist in namespace {ns}")
+            idx.tree.report(
+                "xref-localqueue",
+                obj,
+                ("metadata", "labels", QUEUE_LABEL),
+                f"LocalQueue {q!r} does not exist in namespace {ns}",
+            )
             continue
         cq = str(queue.spec.get("clusterQueue", ""))
         if cq in covered and any(uses_gpu(ref) for ref in pod_specs(obj)) and GPU not in covered[cq]:
-            idx.tree.report("xref-localqueue", obj, ("metadata", "labels", QUEUE_LABEL),
-                            f"GPU workload queues on {q!r} but ClusterQueue {cq!r} has no {GPU} quota: "
-                            "Kueue never admits it")
+            idx.tree.report(
+                "xref-localqueue",
+                obj,
+                ("metadata", "labels", QUEUE_LABEL),
+                f"GPU workload queues on {q!r} but ClusterQueue {cq!r} has no {GPU} quota: "
+                "Kueue never admits it",
+            )
 
 
 def _covered_resources(cq: K8sObject) -> set[str]:
@@ -255,7 +332,7 @@ def served_model_names(idx: _Index) -> set[str]:
                     if m.group(1):
                         names.update(m.group(1).split())
                     else:
-                        for nxt in args[i + 1:]:
+                        for nxt in args[i + 1 :]:
                             if nxt.startswith("--"):
                                 break
                             names.add(nxt)
@@ -266,8 +343,11 @@ def served_model_names(idx: _Index) -> set[str]:
                     model_arg = a.split("=", 1)[1]
             if not found and model_arg and ("vllm" in str(c.get("image", "")) or ref.is_isvc):
                 names.add(model_arg)
-        if ref.is_isvc and not any(_SERVED_FLAG.match(a) or a.startswith("--model_name=")
-                                   for c, _ in ref.containers for a in container_args(c)):
+        if ref.is_isvc and not any(
+            _SERVED_FLAG.match(a) or a.startswith("--model_name=")
+            for c, _ in ref.containers
+            for a in container_args(c)
+        ):
             names.add(ref.obj.name)
     return names
 
@@ -312,15 +392,23 @@ def _model_lists(idx: _Index) -> list[tuple[list[Any], str, int, str]]:
         _values_model_list(doc, out)
     for app in idx.by_kind.get("Application", []):
         spec = app.spec
-        sources: list[Any] = spec["sources"] if isinstance(spec.get("sources"), list) else [spec.get("source")]
-        base: tuple[str | int, ...] = ("spec", "sources") if isinstance(spec.get("sources"), list) else ("spec",)
+        sources: list[Any] = (
+            spec["sources"] if isinstance(spec.get("sources"), list) else [spec.get("source")]
+        )
+        base: tuple[str | int, ...] = (
+            ("spec", "sources") if isinstance(spec.get("sources"), list) else ("spec",)
+        )
         for i, src in enumerate(sources):
             helm = src.get("helm") if isinstance(src, dict) else None
             if not isinstance(helm, dict):
                 continue
             where = (*base, i, "helm") if base == ("spec", "sources") else ("spec", "source", "helm")
             obj_values = helm.get("valuesObject")
-            ml = (obj_values.get("proxy_config") or {}).get("model_list") if isinstance(obj_values, dict) else None
+            ml = (
+                (obj_values.get("proxy_config") or {}).get("model_list")
+                if isinstance(obj_values, dict)
+                else None
+            )
             if isinstance(ml, list):
                 line, _ = app.at((*where, "valuesObject", "proxy_config", "model_list"))
                 out.append((ml, app.display, line, ""))
@@ -330,7 +418,9 @@ def _model_lists(idx: _Index) -> list[tuple[list[Any], str, int, str]]:
                     parsed = YAML(typ="safe").load(text)
                 except YAMLError:
                     continue
-                ml = (parsed.get("proxy_config") or {}).get("model_list") if isinstance(parsed, dict) else None
+                ml = (
+                    (parsed.get("proxy_config") or {}).get("model_list") if isinstance(parsed, dict) else None
+                )
                 if isinstance(ml, list):
                     line, _ = app.at((*where, "values"))
                     out.append((ml, app.display, line, text))
@@ -356,7 +446,11 @@ def _litellm(idx: _Index) -> None:
     for model_list, display, line, text in _model_lists(idx):
         lines = text.splitlines()
         for entry in model_list:
-            model = str(((entry or {}).get("litellm_params") or {}).get("model", "")) if isinstance(entry, dict) else ""
+            model = (
+                str(((entry or {}).get("litellm_params") or {}).get("model", ""))
+                if isinstance(entry, dict)
+                else ""
+            )
             provider, _, name = model.partition("/")
             if provider not in ("hosted_vllm", "openai") or not name or name in served:
                 continue
@@ -364,10 +458,20 @@ def _litellm(idx: _Index) -> None:
             if text:  # embedded config: point at the line inside the block scalar
                 at = line + 1 + next((i for i, ln in enumerate(lines) if model in ln), 0)
             else:
-                at = line + 1 + next((i for i, ln in enumerate(_file_lines(idx, display)[line:]) if model in ln), -1)
-            idx.tree.findings.append(finding("xref-litellm-models", display, at, 1,
-                                             f"LiteLLM model {model!r}: no server serves {name!r} "
-                                             f"(served: {sorted(served)})"))
+                at = (
+                    line
+                    + 1
+                    + next((i for i, ln in enumerate(_file_lines(idx, display)[line:]) if model in ln), -1)
+                )
+            idx.tree.findings.append(
+                finding(
+                    "xref-litellm-models",
+                    display,
+                    at,
+                    1,
+                    f"LiteLLM model {model!r}: no server serves {name!r} (served: {sorted(served)})",
+                )
+            )
 
 
 def _file_lines(idx: _Index, display: str) -> list[str]:

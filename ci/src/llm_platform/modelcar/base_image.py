@@ -224,7 +224,8 @@ def _layout(reference: str, platform: Platform) -> BaseImage:
             entries = [_select_platform(index, platform, reader.origin)]
         else:
             tags = sorted(
-                (e.get("annotations") or {}).get(ANNOTATION_REF_NAME, "?") for e in index.get("manifests") or []
+                (e.get("annotations") or {}).get(ANNOTATION_REF_NAME, "?")
+                for e in index.get("manifests") or []
             )
             raise InputError(
                 f"--base {reference}: the layout holds {len(entries)} images; name one of {tags}"

@@ -57,7 +57,9 @@ class LayerDigestCache:
             st = path.stat()
         except OSError:
             return None
-        return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{os.path.realpath(path)}"
+        return (
+            f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{os.path.realpath(path)}"
+        )
 
     @staticmethod
     def layer_key(model_path: str, size: int, sha256: str) -> str:
@@ -84,9 +86,11 @@ class LayerDigestCache:
             merged.paths.update(self.paths)
             for table, key in self._forgotten:
                 getattr(merged, table).pop(key, None)
-            data = {"files": dict(list(merged.files.items())[-self.MAX_ENTRIES:]),
-                    "layers": dict(list(merged.layers.items())[-self.MAX_ENTRIES:]),
-                    "paths": dict(list(merged.paths.items())[-self.MAX_ENTRIES:])}
+            data = {
+                "files": dict(list(merged.files.items())[-self.MAX_ENTRIES :]),
+                "layers": dict(list(merged.layers.items())[-self.MAX_ENTRIES :]),
+                "paths": dict(list(merged.paths.items())[-self.MAX_ENTRIES :]),
+            }
             atomic_write(self.path, json.dumps(data).encode())
         except OSError as exc:  # a cache is an optimisation: never fail a publish over it
             log.warning("could not update digest cache %s: %s", self.path, exc.strerror)
@@ -114,7 +118,9 @@ def known_digests(source: ModelSource, cache: LayerDigestCache) -> dict[tuple[st
             if key and key in cache.files:
                 model_file.known_sha256 = cache.files[key]
         if model_file.known_sha256 is not None:
-            digest = cache.layers.get(cache.layer_key(model_file.path, model_file.size, model_file.known_sha256))
+            digest = cache.layers.get(
+                cache.layer_key(model_file.path, model_file.size, model_file.known_sha256)
+            )
             if digest:
                 size = tar_layer.layer_size(model_file.path, model_file.size)
                 reuse[(model_file.path, model_file.known_sha256)] = (digest, size)
@@ -129,16 +135,22 @@ def identities(source: ModelSource, cache: LayerDigestCache) -> dict[str, str | 
 
 
 def remember(
-    plan: ImagePlan, source: ModelSource, cache: LayerDigestCache, before: dict[str, str | None],
-    *, stale: Collection[str] = (),
+    plan: ImagePlan,
+    source: ModelSource,
+    cache: LayerDigestCache,
+    before: dict[str, str | None],
+    *,
+    stale: Collection[str] = (),
 ) -> None:
     """Record what the run learnt; a local file whose identity changed while it was read is left out, and the
     entries of `stale` files (their recorded digest proved wrong) are dropped."""
     for layer in plan.model_layers:
         model_file = layer.model_file
         if model_file.path in stale:
-            cache.forget(Path(source.location) / model_file.path if source.kind == "local" else None,
-                         cache.layer_key(model_file.path, model_file.size, model_file.known_sha256 or ""))
+            cache.forget(
+                Path(source.location) / model_file.path if source.kind == "local" else None,
+                cache.layer_key(model_file.path, model_file.size, model_file.known_sha256 or ""),
+            )
             continue
         if not layer.known or model_file.known_sha256 is None:
             continue
@@ -149,4 +161,6 @@ def remember(
                 continue
             cache.files[key] = model_file.known_sha256
             cache.paths[os.path.realpath(local)] = key
-        cache.layers[cache.layer_key(model_file.path, model_file.size, model_file.known_sha256)] = layer.digest
+        cache.layers[cache.layer_key(model_file.path, model_file.size, model_file.known_sha256)] = (
+            layer.digest
+        )

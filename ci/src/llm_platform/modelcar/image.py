@@ -187,4 +187,3 @@ def reuse_from_manifest(manifest: Mapping[str, Any]) -> dict[tuple[str, str], tu
                 int(layer["size"]),
             )
     return reuse
-

@@ -30,7 +30,9 @@ class ModelLock(BaseModel):
     spec_sha256: str = Field(
         pattern=SHA256_HEX_RE.pattern, description="spec_sha256() of the spec the image was built from"
     )
-    hf_commit: str = Field(pattern=GIT_COMMIT_RE.pattern, description="resolved Hugging Face commit sha of the weights")
+    hf_commit: str = Field(
+        pattern=GIT_COMMIT_RE.pattern, description="resolved Hugging Face commit sha of the weights"
+    )
     image: str = Field(pattern=_PINNED_IMAGE, description="REPOSITORY@sha256:<hex> of the pushed modelcar")
 
     @property

@@ -79,6 +79,15 @@ def prepare(options: SourceOptions) -> PreparedModelcar:
     token = options.hf_token.get_secret_value() if options.hf_token else None
     source = open_source(spec, source_dir=options.source_dir, token=token)
     cache = digest_cache.LayerDigestCache(options.cache_dir)
-    log.info("%s: %d files from %s on %s (%s)", spec.name, len(source.files), source.location, base_ref, platform)
-    return PreparedModelcar(spec=spec, platform=platform, base_ref=base_ref, base=base, source=source, cache=cache,
-                            _identities=digest_cache.identities(source, cache))
+    log.info(
+        "%s: %d files from %s on %s (%s)", spec.name, len(source.files), source.location, base_ref, platform
+    )
+    return PreparedModelcar(
+        spec=spec,
+        platform=platform,
+        base_ref=base_ref,
+        base=base,
+        source=source,
+        cache=cache,
+        _identities=digest_cache.identities(source, cache),
+    )

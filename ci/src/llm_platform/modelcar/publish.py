@@ -63,8 +63,10 @@ class PublishResult(BaseModel):
     reference: str
     digest: str
     # What the lock and the bump record; the image's revision annotation carries the same value.
-    hf_commit: str = Field(description="Hugging Face commit the weights came from (with --source-dir: the "
-                                       "spec's revision as given)")
+    hf_commit: str = Field(
+        description="Hugging Face commit the weights came from (with --source-dir: the "
+        "spec's revision as given)"
+    )
     tags: list[str]
     bytes_uploaded: int
     blobs_uploaded: int
@@ -93,7 +95,9 @@ class PreviousImages:
         return digest in self.resolved.values()
 
 
-def previous_images(client: RegistryClient, repository: str, spec_name: str, tags: Iterable[str]) -> PreviousImages:
+def previous_images(
+    client: RegistryClient, repository: str, spec_name: str, tags: Iterable[str]
+) -> PreviousImages:
     """Layer reuse from earlier images of this spec (the tags to be pushed, then the newest `<spec>-*` tags)."""
     candidates = list(dict.fromkeys(tags))
     prefixed = sorted(t for t in client.list_tags(repository) if t.startswith(f"{spec_name}-"))
@@ -113,7 +117,10 @@ def previous_images(client: RegistryClient, repository: str, spec_name: str, tag
             manifest = json.loads(body)
         except ValueError:
             continue
-        if not isinstance(manifest, dict) or (manifest.get("annotations") or {}).get(ANNOTATION_SPEC) != spec_name:
+        if (
+            not isinstance(manifest, dict)
+            or (manifest.get("annotations") or {}).get(ANNOTATION_SPEC) != spec_name
+        ):
             continue
         previous.reuse.update(reuse_from_manifest(manifest))
         previous.found.append(f"{tag}@{digest}")
@@ -135,7 +142,9 @@ def _resolve_target(options: PushOptions) -> _Target:
     mounts = [parse_reference(m, what="--mount-from") for m in options.mount_from]
     for mount in mounts:
         if mount.registry != ref.registry:
-            raise InputError(f"--mount-from {mount.name}: not on {ref.registry}; mounts work within one registry")
+            raise InputError(
+                f"--mount-from {mount.name}: not on {ref.registry}; mounts work within one registry"
+            )
     return _Target(ref, mounts)
 
 
@@ -149,7 +158,9 @@ def _mount_sources(prepared: PreparedModelcar, target: _Target) -> list[str]:
     return sources
 
 
-def _already_there(client: RegistryClient, repository: str, plan: ImagePlan, previous: PreviousImages) -> bool:
+def _already_there(
+    client: RegistryClient, repository: str, plan: ImagePlan, previous: PreviousImages
+) -> bool:
     """An unchanged re-publish: every digest known without reading, and a tag looked at resolves to the very
     manifest (whose bytes `previous_images` fetched and checked). Then only the blobs are checked (one HEAD
     each); should one be missing, the full push runs."""
@@ -176,18 +187,33 @@ def publish_modelcar(
     ref = target.ref
     prepared = prepare(source)
     credentials = resolve_credentials(
-        ref.api_host, username=options.username,
-        password=options.password.get_secret_value() if options.password else None, environ=environ)
-    policy = policy_for(ref.api_host, upload_mode=options.upload_mode, chunk_size=options.chunk_size,
-                        max_layer_size=options.max_layer_size)
+        ref.api_host,
+        username=options.username,
+        password=options.password.get_secret_value() if options.password else None,
+        environ=environ,
+    )
+    policy = policy_for(
+        ref.api_host,
+        upload_mode=options.upload_mode,
+        chunk_size=options.chunk_size,
+        max_layer_size=options.max_layer_size,
+    )
     progress = progress or UploadProgress()
-    with RegistryClient(ref.api_host, insecure=scheme_for(ref, options.insecure_registries) == "http",
-                        credentials=credentials, policy=policy, retries=options.retries, backoff=options.backoff,
-                        progress=progress, max_connections=options.concurrency + 2) as client:
+    with RegistryClient(
+        ref.api_host,
+        insecure=scheme_for(ref, options.insecure_registries) == "http",
+        credentials=credentials,
+        policy=policy,
+        retries=options.retries,
+        backoff=options.backoff,
+        progress=progress,
+        max_connections=options.concurrency + 2,
+    ) as client:
         # Refuse what the registry cannot take before a single byte moves.
         for model_file in prepared.source.files:
-            client.check_layer_size(tar_layer.layer_size(model_file.path, model_file.size),
-                                    tar_layer.member_name(model_file.path))
+            client.check_layer_size(
+                tar_layer.layer_size(model_file.path, model_file.size), tar_layer.member_name(model_file.path)
+            )
         for layer in prepared.base.layers:
             client.check_layer_size(layer.size, f"base layer {layer.digest}")
 
@@ -196,9 +222,15 @@ def publish_modelcar(
         previous = previous_images(client, ref.repository, spec.name, tags)
         plan = prepared.plan(previous.reuse)
         known = sum(1 for layer in plan.model_layers if layer.known)
-        log.info("publishing %s to %s: %d base + %d model layers (%d known without reading), previous: %s",
-                 spec.name, ref.name, len(prepared.base.layers), len(plan.model_layers), known,
-                 ", ".join(previous.found) or "none")
+        log.info(
+            "publishing %s to %s: %d base + %d model layers (%d known without reading), previous: %s",
+            spec.name,
+            ref.name,
+            len(prepared.base.layers),
+            len(plan.model_layers),
+            known,
+            ", ".join(previous.found) or "none",
+        )
         counters = PushCounters()
         if _already_there(client, ref.repository, plan, previous):
             counters.add("present", len({b.digest for b in plan.layers}) + 1)
@@ -219,15 +251,28 @@ def publish_modelcar(
         previous_images=previous.found,
         seconds=round(time.monotonic() - started, 3),
     )
-    log.info("published %s (tags: %s): %s uploaded in %d blobs, %d already present, %d mounted, %.1fs",
-             result.reference, ", ".join(tags), human_bytes(result.bytes_uploaded), result.blobs_uploaded,
-             result.blobs_present, result.blobs_mounted, result.seconds)
+    log.info(
+        "published %s (tags: %s): %s uploaded in %d blobs, %d already present, %d mounted, %.1fs",
+        result.reference,
+        ", ".join(tags),
+        human_bytes(result.bytes_uploaded),
+        result.blobs_uploaded,
+        result.blobs_present,
+        result.blobs_mounted,
+        result.seconds,
+    )
     return result
 
 
 def _push(
-    client: RegistryClient, prepared: PreparedModelcar, plan: ImagePlan, previous: PreviousImages,
-    target: _Target, options: PushOptions, counters: PushCounters, progress: UploadProgress,
+    client: RegistryClient,
+    prepared: PreparedModelcar,
+    plan: ImagePlan,
+    previous: PreviousImages,
+    target: _Target,
+    options: PushOptions,
+    counters: PushCounters,
+    progress: UploadProgress,
 ) -> None:
     # A layer of unknown digest streams at once (its digest goes in the final PUT of a chunked upload) when
     # the registry cannot already hold it: no earlier image or mount source at all, or its content is known
@@ -237,12 +282,17 @@ def _push(
     edited = prepared.edited_files()
 
     def stream_unknown(layer: ModelLayer) -> bool:
-        return chunked and (not previous.found or layer.model_file.known_sha256 is not None
-                            or layer.model_file.path in edited)
+        return chunked and (
+            not previous.found or layer.model_file.known_sha256 is not None or layer.model_file.path in edited
+        )
 
-    push_target = PushTarget(client=client, repository=target.ref.repository,
-                             mount_sources=_mount_sources(prepared, target), stream_unknown=stream_unknown,
-                             concurrency=options.concurrency)
+    push_target = PushTarget(
+        client=client,
+        repository=target.ref.repository,
+        mount_sources=_mount_sources(prepared, target),
+        stream_unknown=stream_unknown,
+        concurrency=options.concurrency,
+    )
     stale: set[str] = set()
     try:
         push_image(push_target, plan, counters)
@@ -252,4 +302,3 @@ def _push(
     finally:
         progress.close()
         prepared.remember(plan, stale=stale)
-

@@ -86,7 +86,9 @@ def ensure_blob(target: PushTarget, blob: Blob, counters: PushCounters) -> None:
     size = client.blob_size(repository, digest)
     if size is not None:
         if size != blob.size:
-            raise RegistryError(f"{client.host}: {repository} holds {digest} with size {size}, expected {blob.size}")
+            raise RegistryError(
+                f"{client.host}: {repository} holds {digest} with size {size}, expected {blob.size}"
+            )
         counters.add("present")
         log.debug("%s already in %s", label, repository)
         return
@@ -107,7 +109,8 @@ def ensure_blob(target: PushTarget, blob: Blob, counters: PushCounters) -> None:
         raise StaleDigestError(
             f"{exc}; {label} no longer matches the digest recorded for it (the file changed after the digest "
             f"cache or the previous image recorded it). That record is dropped: run the publish again",
-            path=blob.model_file.path, cause=exc,
+            path=blob.model_file.path,
+            cause=exc,
         ) from None
     counters.add("uploaded")
 
@@ -133,7 +136,9 @@ def verify_blobs(client: RegistryClient, repository: str, plan: ImagePlan) -> No
         size = client.blob_size(repository, blob.digest)
         if size != blob.size:
             found = "missing" if size is None else f"{size} bytes, expected {blob.size}"
-            raise RegistryError(f"{client.host}: verification failed: blob {blob.digest} of {repository} is {found}")
+            raise RegistryError(
+                f"{client.host}: verification failed: blob {blob.digest} of {repository} is {found}"
+            )
 
 
 def verify_image(client: RegistryClient, repository: str, plan: ImagePlan) -> None:
@@ -154,8 +159,11 @@ def push_image(target: PushTarget, plan: ImagePlan, counters: PushCounters) -> s
     """
     client, repository = target.client, target.repository
     blobs: list[Blob] = sorted(plan.layers, key=lambda b: b.size, reverse=True)
-    _run_all(client, [lambda blob=blob: ensure_blob(target, blob, counters) for blob in blobs],  # type: ignore[misc]
-             target.concurrency)
+    _run_all(
+        client,
+        [lambda blob=blob: ensure_blob(target, blob, counters) for blob in blobs],  # type: ignore[misc]
+        target.concurrency,
+    )
     ensure_blob(target, plan.config, counters)
     digest = client.put_manifest(repository, plan.manifest_digest, plan.manifest_bytes, OCI_MANIFEST)
     if digest != plan.manifest_digest:
@@ -164,12 +172,15 @@ def push_image(target: PushTarget, plan: ImagePlan, counters: PushCounters) -> s
     return digest
 
 
-def push_tags(client: RegistryClient, repository: str, plan: ImagePlan, tags: Sequence[str],
-              resolved: dict[str, str]) -> None:
+def push_tags(
+    client: RegistryClient, repository: str, plan: ImagePlan, tags: Sequence[str], resolved: dict[str, str]
+) -> None:
     """Point every tag at the verified image; `resolved` says what tags resolved to a moment ago."""
     for tag in tags:
         if resolved.get(tag) == plan.manifest_digest:
             continue
         client.put_manifest(repository, tag, plan.manifest_bytes, OCI_MANIFEST)
         if client.manifest_digest(repository, tag) != plan.manifest_digest:
-            raise RegistryError(f"{client.host}: tag {tag} of {repository} does not resolve to {plan.manifest_digest}")
+            raise RegistryError(
+                f"{client.host}: tag {tag} of {repository} does not resolve to {plan.manifest_digest}"
+            )

@@ -4,7 +4,7 @@ What the CLI needs to describe its options lives here, not in the modules that i
 so `llm-platform` can start without them.
 """
 
-from enum import Enum
+from enum import StrEnum
 
 # Where credentials may come from in the environment.
 USERNAME_ENV = "LLM_PLATFORM_REGISTRY_USERNAME"
@@ -13,7 +13,7 @@ PASSWORD_ENV = "LLM_PLATFORM_REGISTRY_PASSWORD"
 MiB = 1024 * 1024
 
 
-class UploadMode(str, Enum):
+class UploadMode(StrEnum):
     """How a blob goes up: PATCHed in chunks (resumable) or in one streamed PUT."""
 
     CHUNKED = "chunked"

@@ -137,7 +137,9 @@ def resolve_credentials(
     if username is not None or password is not None:
         if username and password is None:
             password = env.get(PASSWORD_ENV)
-        check_credential_pair(username, password is not None, password_flag=f"--password-stdin or ${PASSWORD_ENV}")
+        check_credential_pair(
+            username, password is not None, password_flag=f"--password-stdin or ${PASSWORD_ENV}"
+        )
         assert username is not None and password is not None
         return Credentials(username=username, password=SecretStr(password), source="command line")
     env_user, env_password = env.get(USERNAME_ENV), env.get(PASSWORD_ENV)
@@ -166,8 +168,10 @@ def parse_challenge(header: str) -> Challenge | None:
     scheme, _, rest = header.strip().partition(" ")
     if not scheme:
         return None
-    params = {m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3)) for m in
-              _CHALLENGE_PARAM.finditer(rest)}
+    params = {
+        m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3))
+        for m in _CHALLENGE_PARAM.finditer(rest)
+    }
     return Challenge(scheme=scheme.lower(), params=params)
 
 
@@ -191,7 +195,9 @@ def request_scope(request: httpx.Request) -> Scope:
         scope: set[tuple[str, str]] = {(name, "pull")}
     else:
         scope = {(name, "pull"), (name, "push")}
-    query = parse_qs(request.url.query.decode() if isinstance(request.url.query, bytes) else request.url.query)
+    query = parse_qs(
+        request.url.query.decode() if isinstance(request.url.query, bytes) else request.url.query
+    )
     for source in query.get("from", []):
         scope.add((source, "pull"))
     return frozenset(scope)
@@ -280,10 +286,15 @@ class RegistryAuth(httpx.Auth):
             with httpx.Client(verify=self._verify, timeout=30.0) as client:
                 response = client.get(realm, params=params, headers=headers)
         except httpx.HTTPError as exc:
-            raise RegistryError(f"{self.host}: token service {realm} unreachable: {type(exc).__name__}") from None
+            raise RegistryError(
+                f"{self.host}: token service {realm} unreachable: {type(exc).__name__}"
+            ) from None
         if response.status_code in (401, 403):
-            hint = (f" (credentials from {self.credentials.source})" if self.credentials else
-                    f": log in, or pass --username with --password-stdin or ${PASSWORD_ENV}")
+            hint = (
+                f" (credentials from {self.credentials.source})"
+                if self.credentials
+                else f": log in, or pass --username with --password-stdin or ${PASSWORD_ENV}"
+            )
             raise RegistryError(
                 f"{self.host}: authentication failed: token service {realm} refused {who} "
                 f"(HTTP {response.status_code}){hint}"

@@ -8,6 +8,7 @@ and its token cache is scope-blind (see auth.py). Credentials still come through
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import queue
@@ -46,7 +47,7 @@ class BlobSource(Protocol):
     def open(self) -> Iterator[bytes]: ...
 
 
-class _Retriable(Exception):
+class _RetriableError(Exception):
     """A failure worth another attempt (connection lost, 5xx, 429, 416, an expired token); `response` is the
     registry's answer when there was one."""
 
@@ -75,7 +76,11 @@ def _oci_errors(response: httpx.Response) -> list[tuple[str, str]]:
     errors = body.get("errors") if isinstance(body, dict) else None
     if not isinstance(errors, list):
         return []
-    return [(str(err.get("code", "?")), str(err.get("message", ""))) for err in errors[:3] if isinstance(err, dict)]
+    return [
+        (str(err.get("code", "?")), str(err.get("message", "")))
+        for err in errors[:3]
+        if isinstance(err, dict)
+    ]
 
 
 def _describe_errors(response: httpx.Response) -> str:
@@ -89,8 +94,13 @@ def _describe_errors(response: httpx.Response) -> str:
 
 def response_error(message: str, response: httpx.Response) -> RegistryError:
     """The one place a registry's answer becomes a RegistryError: method, URL, status and OCI codes."""
-    return RegistryError(message, method=response.request.method, url=str(response.request.url),
-                         status=response.status_code, codes=[code for code, _ in _oci_errors(response)])
+    return RegistryError(
+        message,
+        method=response.request.method,
+        url=str(response.request.url),
+        status=response.status_code,
+        codes=[code for code, _ in _oci_errors(response)],
+    )
 
 
 def _transport_reason(exc: Exception) -> str:
@@ -260,8 +270,10 @@ class RegistryClient:
             # Plain HTTP: TLS (and its ~0.1 s CA-bundle load) is needed only if the registry redirects a blob
             # to HTTPS storage, so that transport is built on first use. (Not with proxy variables set:
             # an explicit transport would turn httpx's proxy support off.)
-            transports = {"transport": _LazyTransport(verify=verify, limits=limits),
-                          "mounts": {"http://": httpx.HTTPTransport(verify=False, limits=limits)}}
+            transports = {
+                "transport": _LazyTransport(verify=verify, limits=limits),
+                "mounts": {"http://": httpx.HTTPTransport(verify=False, limits=limits)},
+            }
         self._http = httpx.Client(
             base_url=self.base_url,
             auth=self.auth,
@@ -286,7 +298,7 @@ class RegistryClient:
     def _send(
         self, method: str, url: str, *, what: str, stream: bool = False, **kwargs: object
     ) -> httpx.Response:
-        """One request; transport failures become `_Retriable`, authentication failures `RegistryError`.
+        """One request; transport failures become `_RetriableError`, authentication failures `RegistryError`.
 
         With `stream=True` the body of a successful response is left unread (the caller closes it) and
         redirects are followed (blob storage behind a CDN); an error response is read for its message.
@@ -297,10 +309,12 @@ class RegistryClient:
                 response = self._http.send(request, stream=True, follow_redirects=True)
             else:
                 response = self._http.request(method, url, **kwargs)  # type: ignore[arg-type]
-        except httpx.StreamConsumed as exc:  # a body that met a 401 cannot be replayed; the token is cached now
-            raise _Retriable(f"{what}: re-authenticated mid-request") from exc
+        except (
+            httpx.StreamConsumed
+        ) as exc:  # a body that met a 401 cannot be replayed; the token is cached now
+            raise _RetriableError(f"{what}: re-authenticated mid-request") from exc
         except httpx.TransportError as exc:
-            raise _Retriable(f"{what}: {self.base_url} unreachable ({_transport_reason(exc)})") from exc
+            raise _RetriableError(f"{what}: {self.base_url} unreachable ({_transport_reason(exc)})") from exc
         if stream and response.status_code >= 300:
             try:
                 response.read()
@@ -313,14 +327,18 @@ class RegistryClient:
                 raise response_error(
                     f"{self.host}: authentication failed for {what}: anonymous access rejected, the registry "
                     f"requires credentials and none were found (log in with podman/docker login, or set "
-                    f"${USERNAME_ENV} and ${PASSWORD_ENV}) ({_describe_errors(response)})", response)
+                    f"${USERNAME_ENV} and ${PASSWORD_ENV}) ({_describe_errors(response)})",
+                    response,
+                )
             raise response_error(
                 f"{self.host}: authentication failed for {what}: user {self.credentials.username!r} "
-                f"(credentials from {self.credentials.source}) rejected ({_describe_errors(response)})", response)
+                f"(credentials from {self.credentials.source}) rejected ({_describe_errors(response)})",
+                response,
+            )
         if response.status_code == 403:
             raise response_error(f"{self.host}: {what} denied ({_describe_errors(response)})", response)
         if response.status_code in (429, 500, 502, 503, 504):
-            raise _Retriable(f"{what}: {_describe_errors(response)}", response)
+            raise _RetriableError(f"{what}: {_describe_errors(response)}", response)
         return response
 
     def _with_retries(self, what: str, action: Callable[[], httpx.Response]) -> httpx.Response:
@@ -328,7 +346,7 @@ class RegistryClient:
         while True:
             try:
                 return action()
-            except _Retriable as exc:
+            except _RetriableError as exc:
                 attempt += 1
                 if attempt > self.retries:
                     raise exc.give_up(f"{self.host}: {exc} (gave up after {attempt} attempts)") from None
@@ -364,17 +382,21 @@ class RegistryClient:
     def mount_blob(self, repository: str, digest: str, source_repository: str) -> bool:
         """Cross-repository mount (`?mount=&from=`); False when the registry opened an upload instead."""
         what = f"mount {digest[:19]} from {source_repository} into {repository}"
-        response = self._with_retries(what, lambda: self._send(
-            "POST", f"/v2/{repository}/blobs/uploads/", what=what,
-            params={"mount": digest, "from": source_repository},
-        ))
+        response = self._with_retries(
+            what,
+            lambda: self._send(
+                "POST",
+                f"/v2/{repository}/blobs/uploads/",
+                what=what,
+                params={"mount": digest, "from": source_repository},
+            ),
+        )
         if response.status_code == 201:
             return True
         if response.status_code == 202 and response.headers.get("location"):
-            try:  # the registry opened a session we will not use: close it rather than leave it to expire
+            # The registry opened a session we will not use: close it rather than leave it to expire.
+            with contextlib.suppress(httpx.HTTPError):
                 self._http.delete(self._absolute(response.headers["location"]))
-            except httpx.HTTPError:
-                pass
             return False
         raise self._unexpected(what, response)
 
@@ -386,9 +408,9 @@ class RegistryClient:
             try:
                 response = self._http.get(f"/v2/{repository}/blobs/{digest}", follow_redirects=True)
             except httpx.TransportError as exc:
-                raise _Retriable(f"{what}: {_transport_reason(exc)}") from exc
+                raise _RetriableError(f"{what}: {_transport_reason(exc)}") from exc
             if response.status_code >= 500:
-                raise _Retriable(f"{what}: {_describe_errors(response)}", response)
+                raise _RetriableError(f"{what}: {_describe_errors(response)}", response)
             return response
 
         response = self._with_retries(what, fetch)
@@ -414,7 +436,9 @@ class RegistryClient:
         try:
             if response.status_code == 404:
                 raise response_error(
-                    f"{self.host}/{repository}: blob {digest} not found ({_describe_errors(response)})", response)
+                    f"{self.host}/{repository}: blob {digest} not found ({_describe_errors(response)})",
+                    response,
+                )
             if response.status_code != 200:
                 raise self._unexpected(what, response)
             hasher, count = hashlib.sha256(), 0
@@ -439,19 +463,29 @@ class RegistryClient:
     def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
         """(body, digest, media type); the digest is computed from the body and checked against the registry's."""
         what = f"GET manifest {repository}:{reference}"
-        response = self._with_retries(what, lambda: self._send(
-            "GET", f"/v2/{repository}/manifests/{reference}", what=what, headers={"Accept": MANIFEST_ACCEPT}
-        ))
+        response = self._with_retries(
+            what,
+            lambda: self._send(
+                "GET",
+                f"/v2/{repository}/manifests/{reference}",
+                what=what,
+                headers={"Accept": MANIFEST_ACCEPT},
+            ),
+        )
         if response.status_code == 404:
             raise response_error(
-                f"{self.host}/{repository}: manifest {reference} not found ({_describe_errors(response)})", response)
+                f"{self.host}/{repository}: manifest {reference} not found ({_describe_errors(response)})",
+                response,
+            )
         if response.status_code != 200:
             raise self._unexpected(what, response)
         body = response.content
         digest = sha256_digest(body)
         claimed = response.headers.get("docker-content-digest")
         if claimed and claimed != digest:
-            raise RegistryError(f"{self.host}: {what}: registry says {claimed} but the body hashes to {digest}")
+            raise RegistryError(
+                f"{self.host}: {what}: registry says {claimed} but the body hashes to {digest}"
+            )
         if reference.startswith("sha256:") and reference != digest:
             raise RegistryError(f"{self.host}: {what}: manifest body hashes to {digest}")
         return body, digest, response.headers.get("content-type", "").split(";")[0]
@@ -459,9 +493,15 @@ class RegistryClient:
     def manifest_digest(self, repository: str, reference: str) -> str | None:
         """HEAD a manifest: its digest, or None when the tag/digest is unknown."""
         what = f"HEAD manifest {repository}:{reference}"
-        response = self._with_retries(what, lambda: self._send(
-            "HEAD", f"/v2/{repository}/manifests/{reference}", what=what, headers={"Accept": MANIFEST_ACCEPT}
-        ))
+        response = self._with_retries(
+            what,
+            lambda: self._send(
+                "HEAD",
+                f"/v2/{repository}/manifests/{reference}",
+                what=what,
+                headers={"Accept": MANIFEST_ACCEPT},
+            ),
+        )
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -470,10 +510,16 @@ class RegistryClient:
 
     def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
         what = f"PUT manifest {repository}:{reference}"
-        response = self._with_retries(what, lambda: self._send(
-            "PUT", f"/v2/{repository}/manifests/{reference}", what=what, content=body,
-            headers={"Content-Type": media_type},
-        ))
+        response = self._with_retries(
+            what,
+            lambda: self._send(
+                "PUT",
+                f"/v2/{repository}/manifests/{reference}",
+                what=what,
+                content=body,
+                headers={"Content-Type": media_type},
+            ),
+        )
         if response.status_code not in (200, 201):
             raise self._unexpected(what, response)
         digest = sha256_digest(body)
@@ -544,7 +590,7 @@ class RegistryClient:
                 if self.progress:
                     self.progress.finish(key, "pushed")
                 return sent[0]
-            except _Retriable as exc:
+            except _RetriableError as exc:
                 attempt += 1
                 if attempt > self.retries:
                     if self.progress:
@@ -566,10 +612,8 @@ class RegistryClient:
         """Best effort: close a session we give up on instead of leaving it for the registry to expire."""
         if state.location is None:
             return
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             self._http.delete(state.location, timeout=5.0)
-        except httpx.HTTPError:
-            pass
 
     def _open_session(self, repository: str, state: _Upload) -> None:
         what = f"start upload in {repository}"
@@ -591,7 +635,9 @@ class RegistryClient:
             response = self._http.get(state.location)
         except httpx.TransportError as exc:  # still down: keep the session, the next attempt asks again
             reason = _transport_reason(exc)
-            raise _Retriable(f"upload status of {label}: {self.base_url} unreachable ({reason})") from exc
+            raise _RetriableError(
+                f"upload status of {label}: {self.base_url} unreachable ({reason})"
+            ) from exc
         state.needs_resync = False
         match = _RANGE_RE.match(response.headers.get("range", ""))
         if response.status_code == 204 and match and match.group(2) != "0":
@@ -601,8 +647,11 @@ class RegistryClient:
                 state.location = self._absolute(response.headers["location"])
             log.info("resuming %s at byte %d", label, state.offset)
             return
-        log.info("restarting the upload of %s from its first byte (session status: %s)", label,
-                 _describe_errors(response))
+        log.info(
+            "restarting the upload of %s from its first byte (session status: %s)",
+            label,
+            _describe_errors(response),
+        )
         self._cancel_session(state)
         state.location = None
 
@@ -625,11 +674,14 @@ class RegistryClient:
         url = httpx.URL(state.location).copy_merge_params({"digest": blob.digest})
         cursor = _BlobCursor(blob, 0)
         try:
-            response = self._send("PUT", str(url), what=what,
-                                  content=self._counted(cursor.take(blob.size, last=True), key, sent),
-                                  headers={"Content-Type": "application/octet-stream",
-                                           "Content-Length": str(blob.size)})
-        except _Retriable:
+            response = self._send(
+                "PUT",
+                str(url),
+                what=what,
+                content=self._counted(cursor.take(blob.size, last=True), key, sent),
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(blob.size)},
+            )
+        except _RetriableError:
             state.location = None  # a monolithic PUT cannot resume: restart the session
             raise
         finally:
@@ -653,17 +705,22 @@ class RegistryClient:
             # Not `blob.digest` here: a layer built on the fly learns its digest only at the end of its stream.
             what = f"upload of {label} bytes {state.offset}-{end}"
             response = self._send(
-                "PATCH", state.location, what=what,
+                "PATCH",
+                state.location,
+                what=what,
                 content=self._counted(cursor.take(length), key, sent),
-                headers={"Content-Type": "application/octet-stream", "Content-Length": str(length),
-                         "Content-Range": f"{state.offset}-{end}"},
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(length),
+                    "Content-Range": f"{state.offset}-{end}",
+                },
             )
             if response.status_code == 416:
-                raise _Retriable(f"{what}: registry reports a different offset (416)", response)
+                raise _RetriableError(f"{what}: registry reports a different offset (416)", response)
             if response.status_code != 202:
                 if response.status_code in (400, 404):  # session unknown or invalid: start a new one
                     state.location = None
-                    raise _Retriable(f"{what}: {_describe_errors(response)}", response)
+                    raise _RetriableError(f"{what}: {_describe_errors(response)}", response)
                 raise self._unexpected(what, response)
             if response.headers.get("location"):
                 state.location = self._absolute(response.headers["location"])
@@ -671,7 +728,7 @@ class RegistryClient:
             server_end = int(match.group(2)) if match else end
             if server_end != end:
                 state.offset = server_end + 1
-                raise _Retriable(f"{what}: registry holds bytes up to {server_end}")
+                raise _RetriableError(f"{what}: registry holds bytes up to {server_end}")
             state.offset = end + 1
         cursor.finish()
 
@@ -679,11 +736,12 @@ class RegistryClient:
         assert state.location is not None
         what = f"commit {blob.digest[:19]}"
         url = httpx.URL(state.location).copy_merge_params({"digest": blob.digest})
-        response = self._send("PUT", str(url), what=what, content=b"",
-                              headers={"Content-Type": "application/octet-stream"})
+        response = self._send(
+            "PUT", str(url), what=what, content=b"", headers={"Content-Type": "application/octet-stream"}
+        )
         if response.status_code in (404,):
             state.location = None
-            raise _Retriable(f"{what}: {_describe_errors(response)}", response)
+            raise _RetriableError(f"{what}: {_describe_errors(response)}", response)
         self._check_committed(blob, response, what)
 
     def _check_committed(self, blob: BlobSource, response: httpx.Response, what: str) -> None:

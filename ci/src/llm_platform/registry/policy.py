@@ -34,10 +34,20 @@ _RULES: list[tuple[str, RegistryPolicy]] = [
     ("*.pkg.dev", RegistryPolicy(upload_mode=UploadMode.MONOLITHIC)),
     ("gcr.io", RegistryPolicy(upload_mode=UploadMode.MONOLITHIC)),
     ("*.gcr.io", RegistryPolicy(upload_mode=UploadMode.MONOLITHIC)),
-    ("public.ecr.aws", RegistryPolicy(upload_mode=UploadMode.MONOLITHIC, max_layer_size=10_000 * MiB,
-                                      limit_source="ECR Public layer quota")),
-    ("*.dkr.ecr.*.amazonaws.com", RegistryPolicy(upload_mode=UploadMode.MONOLITHIC, max_layer_size=52_000 * MiB,
-                                                 limit_source="ECR layer quota")),
+    (
+        "public.ecr.aws",
+        RegistryPolicy(
+            upload_mode=UploadMode.MONOLITHIC,
+            max_layer_size=10_000 * MiB,
+            limit_source="ECR Public layer quota",
+        ),
+    ),
+    (
+        "*.dkr.ecr.*.amazonaws.com",
+        RegistryPolicy(
+            upload_mode=UploadMode.MONOLITHIC, max_layer_size=52_000 * MiB, limit_source="ECR layer quota"
+        ),
+    ),
 ]
 
 

@@ -34,7 +34,9 @@ class _Layer:
 class UploadProgress:
     """Thread-safe; `advance` is called from upload threads for every buffer sent."""
 
-    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None, interval: float | None = None):
+    def __init__(
+        self, stream: TextIO | None = None, *, tty: bool | None = None, interval: float | None = None
+    ):
         self._stream = stream or sys.stderr
         self._tty = self._stream.isatty() if tty is None else tty
         self._interval = interval if interval is not None else (0.2 if self._tty else 10.0)
@@ -84,8 +86,10 @@ class UploadProgress:
     def _status(self, layer: _Layer, now: float) -> str:
         rate = layer.sent_since_start / max(now - layer.started, 1e-6)
         percent = 100.0 * layer.done / layer.total if layer.total else 100.0
-        return (f"{layer.label} {human_bytes(layer.done)}/{human_bytes(layer.total)} "
-                f"({percent:.0f}%) {human_bytes(rate)}/s")
+        return (
+            f"{layer.label} {human_bytes(layer.done)}/{human_bytes(layer.total)} "
+            f"({percent:.0f}%) {human_bytes(rate)}/s"
+        )
 
     def _render(self, now: float) -> None:
         if not self._layers:

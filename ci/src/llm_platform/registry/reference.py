@@ -17,7 +17,9 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPOSITORY_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 TAG_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _TAG_RE = re.compile(rf"^{TAG_PATTERN}$")
-_HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::\d+)?$")
+_HOST_RE = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*|\[[0-9a-fA-F:]+\])(?::\d+)?$"
+)
 _MAX_NAME_LENGTH = 255  # REGISTRY/REPOSITORY, the distribution spec's limit
 
 
@@ -68,10 +70,14 @@ def parse_reference(text: str, *, what: str = "image reference") -> ImageReferen
     if raw != text:
         raise InvalidReferenceError(f"{what}: {text!r} has surrounding whitespace")
     if "://" in raw:
-        raise InvalidReferenceError(f"{what}: {text!r} must be REGISTRY/REPOSITORY[:TAG][@DIGEST], without a URL scheme")
+        raise InvalidReferenceError(
+            f"{what}: {text!r} must be REGISTRY/REPOSITORY[:TAG][@DIGEST], without a URL scheme"
+        )
     rest, _, digest = raw.partition("@")
     if digest and not DIGEST_RE.match(digest):
-        raise InvalidReferenceError(f"{what}: {text!r} has an invalid digest {digest!r} (expected sha256:<64 hex>)")
+        raise InvalidReferenceError(
+            f"{what}: {text!r} has an invalid digest {digest!r} (expected sha256:<64 hex>)"
+        )
     first, slash, remainder = rest.partition("/")
     if slash and _looks_like_host(first):
         registry, path = first, remainder
@@ -97,7 +103,9 @@ def parse_reference(text: str, *, what: str = "image reference") -> ImageReferen
             "(lowercase letters, digits and . _ - separators, components joined by /)"
         )
     if len(f"{registry}/{path}") > _MAX_NAME_LENGTH:
-        raise InvalidReferenceError(f"{what}: {text!r} names a repository longer than {_MAX_NAME_LENGTH} characters")
+        raise InvalidReferenceError(
+            f"{what}: {text!r} names a repository longer than {_MAX_NAME_LENGTH} characters"
+        )
     return ImageReference(registry=registry, repository=path, tag=tag, digest=digest or None)
 
 
