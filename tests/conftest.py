@@ -31,14 +31,16 @@ def repo_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def crds_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The upstream CRDs pinned in gitops/crds.lock.yaml, synced once per session by the project's own
-    `crds sync` path into a cache of this session: from $LLM_PLATFORM_CRDS_MIRROR when set (.ci/run sets
-    it to ../shared/crds when that exists), else from upstream. Laid out <project>/<tag>/<file>."""
+def crds_dir() -> Path:
+    """The upstream CRDs pinned in gitops/crds.lock.yaml, through the project's own `crds sync` path into
+    the same cache a user's `llm-platform crds sync` fills (scripts/test.sh runs it first, so a failure is
+    one line before any test): from $LLM_PLATFORM_CRDS_MIRROR when set (scripts/test.sh sets it to
+    ../shared/crds when that exists), else from upstream. Every file is checked against its sha256, also
+    when already cached. Laid out <project>/<tag>/<file>."""
     from llm_platform.errors import PlatformError
-    from llm_platform.lint.crds_lock import CRDS_MIRROR_ENV, load_lock, sync_crds
+    from llm_platform.lint.crds_lock import CRDS_MIRROR_ENV, default_crd_cache, load_lock, sync_crds
 
-    cache = tmp_path_factory.mktemp("crds-cache")
+    cache = default_crd_cache()
     mirror = os.environ.get(CRDS_MIRROR_ENV) or None
     try:
         sync_crds(load_lock(CRDS_LOCK), cache, mirror=Path(mirror) if mirror else None)

@@ -1,10 +1,21 @@
-"""Typed errors, all in one place. Every failure the pipeline expects ends as one of these: one clear
-message, one exit code (2: the user's input; 1: a tool or a service; 3: a conflict)."""
+"""Typed errors, all in one place, and the error contract of the command line.
+
+Every failure the pipeline expects ends as one of these: one clear message, one exit code (2: the user's
+input; 1: a tool or a service; 3: a conflict). The CLI prints any failure as one line,
+`llm-platform: error: <where>: <what>`, long values cut (`one_line`); a traceback only with -v.
+"""
 
 from __future__ import annotations
 
+import errno
+import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
+
+USER_ERROR = 2
+SERVICE_ERROR = 1
+# An error line longer than this is cut in the middle: a huge value is never echoed in full.
+MESSAGE_LIMIT = 1000
 
 
 class PlatformError(Exception):
@@ -106,3 +117,38 @@ class SpliceVerificationError(PlatformError):
 
 class DestroyRefusedError(PlatformError):
     """A plan destroys or replaces a protected resource that `--allow-destroy` does not name."""
+
+
+def one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """`message` on one line (runs of white space, newlines included, become one space), cut in the middle
+    to at most about `limit` characters so that its start (where) and its end (what to do) survive."""
+    text = re.sub(r"\s+", " ", message).strip()
+    if len(text) <= limit:
+        return text
+    keep = (limit - 40) // 2
+    return f"{text[:keep]} ...[{len(text) - 2 * keep} characters cut]... {text[-keep:]}"
+
+
+# Failures of the network below an OSError are the service's, not the user's.
+_SERVICE_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ETIMEDOUT,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.EPIPE,
+}
+
+
+def exit_code_for_os_error(exc: OSError) -> int:
+    """Filesystem and permission problems are the user's (2); a broken connection is the service's (1)."""
+    if isinstance(exc, (ConnectionError, TimeoutError)) or exc.errno in _SERVICE_ERRNOS:
+        return SERVICE_ERROR
+    return USER_ERROR
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`<path>: <reason>` (both paths of a rename or link) for an OSError no layer turned into a message."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason

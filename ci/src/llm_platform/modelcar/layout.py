@@ -75,8 +75,16 @@ def write_layout(plan: ImagePlan, out_dir: Path | str, *, tag: str | None = None
     """
     out_dir = Path(out_dir)
     _check_target(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    except OSError as exc:  # checked before a single model byte is read
+        where = (
+            "a parent is not a directory"
+            if isinstance(exc, (FileExistsError, NotADirectoryError))
+            else (exc.strerror or str(exc))
+        )
+        raise InputError(f"--output {out_dir}: cannot write the layout there ({where})") from None
     try:
         blobs = staging / "blobs" / "sha256"
         blobs.mkdir(parents=True)
