@@ -233,3 +233,12 @@ def test_verbose_adds_the_traceback_and_keeps_the_one_line(tmp_path: Path) -> No
     assert (
         proc.stderr.rstrip("\n").splitlines()[-1] == f"{PREFIX}{tmp_path / 'nope.yaml'}: spec file not found"
     )
+
+
+def test_one_line_joins_lines_and_cuts_the_middle() -> None:
+    from llm_platform.errors import one_line
+
+    assert one_line("spec.yaml:1: a\n  spec.yaml:2: b\t c\n") == "spec.yaml:1: a; spec.yaml:2: b c"
+    cut = one_line("where: " + "v" * 5000 + " do this", limit=200)
+    assert cut.startswith("where: vvv") and cut.endswith("vvv do this") and len(cut) <= 220
+    assert "characters cut" in cut

@@ -120,9 +120,9 @@ class DestroyRefusedError(PlatformError):
 
 
 def one_line(message: str, limit: int = MESSAGE_LIMIT) -> str:
-    """`message` on one line (runs of white space, newlines included, become one space), cut in the middle
-    to at most about `limit` characters so that its start (where) and its end (what to do) survive."""
-    text = re.sub(r"\s+", " ", message).strip()
+    """`message` on one line (line breaks become "; ", other runs of white space one space), cut in the
+    middle to at most about `limit` characters so that its start (where) and its end (what to do) survive."""
+    text = re.sub(r"[ \t]+", " ", re.sub(r"\s*\n\s*", "; ", message.strip()))
     if len(text) <= limit:
         return text
     keep = (limit - 40) // 2
