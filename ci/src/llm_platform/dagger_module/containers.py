@@ -1,8 +1,8 @@
 """The containers the Dagger module's steps run in: the toolbox and the per-step containers built on it.
 
-The toolbox holds Python, uv, tofu, kubectl, git and the package, from images pinned by digest in
-`llm_platform.images`, with the package installed from this module's own source and `ci/uv.lock`;
-cache volumes keep Hugging Face downloads, uv wheels, apt archives and tofu providers warm between
+The toolbox holds Python, uv, tofu, kubectl, git and the package (lint adds helm: `with_helm`), from
+images pinned by digest in `llm_platform.images`, with the package installed from this module's own
+source and `ci/uv.lock`; cache volumes keep Hugging Face downloads, uv wheels, apt archives and tofu providers warm between
 runs. Each step runs one `llm-platform` command (`commands`) in it and reads its JSON result back
 through the core's own pydantic models.
 """
@@ -143,10 +143,19 @@ async def changed_modelcars(modelcars: dagger.Directory) -> "StaleSpecs":
     return StaleSpecs.model_validate_json(await ctr.stdout())
 
 
+def with_helm(ctr: dagger.Container) -> dagger.Container:
+    """`ctr` with helm at /usr/local/bin/helm, from its pinned image: the Helm 3 that Argo CD v3.4 renders
+    charts with (`images.HELM`), for the steps that render charts."""
+    return ctr.with_file(
+        "/usr/local/bin/helm", dag.container().from_(images.HELM).file(images.HELM_BINARY_PATH)
+    )
+
+
 def lint_container(gitops: dagger.Directory) -> dagger.Container:
-    """Lint from /work so findings name paths as in the repository (gitops/...)."""
+    """Lint from /work so findings name paths as in the repository (gitops/...), with helm for rendering
+    the tree's Helm charts."""
     return (
-        toolbox()
+        with_helm(toolbox())
         .with_directory(f"{WORK}/gitops", gitops)
         .with_exec(crds_sync_argv("gitops/crds.lock.yaml", CRD_CACHE))
         .with_exec(lint_argv("gitops", CRD_CACHE))
