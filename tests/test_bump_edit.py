@@ -166,7 +166,7 @@ def _add_file(repo: Path, env: dict[str, str], rel: str, text: str) -> None:
         (f"images:\n- name: placeholder\n  newName: {R}\n  newTag: v1\n", 3, "a `newTag:` but no `digest:`"),
         (f"spec:\n  storageUri: oci://{R}\n", 2, "without a digest"),
         (f"a: b\nc: [d\nimage: {R}@{digest_of('x')}\n", 3, "not parseable YAML"),
-        (f'x:\n  image: "{R}@sha256:\\\n  {OLD["qwen-a"][7:]}"\n', 2, "not written literally"),
+        (f'x:\n  image: "{R}@\\u0073ha256:{OLD["qwen-a"][7:]}"\n', 2, "not written literally"),
     ],
     ids=["container-tag", "helm-tag", "kustomize-newtag", "uri-bare", "unparseable", "escaped-quoted"],
 )

@@ -221,34 +221,91 @@ def test_same_model_two_digests_one_lands_the_other_conflicts(
     assert lock["image"] == f"{R}@{digests[winner]}"
 
 
-def test_push_that_keeps_failing_leaves_the_checkout_clean(
-    bump: Callable[..., CliRun], remote: Path, tmp_path: Path, env: dict[str, str]
-) -> None:
-    hook(remote, "pre-receive", "echo 'denied by policy' >&2\nexit 1\n")
-    work = clone(str(remote), tmp_path / "work", env)
-    head, remote_tip = tip(work, env, "HEAD"), tip(remote, env)
-    proc = bump(
-        work,
-        env,
-        "--model",
-        "qwen-a",
-        "--ref",
-        f"{R}@{NEW}",
-        "--push",
-        "origin",
-        "--max-attempts",
-        "3",
-        "--hf-commit",
-        HF_COMMIT,
-    )
-    assert proc.returncode == 1, proc.stderr
-    assert "failed 3 time(s)" in proc.stderr and "denied by policy" in proc.stderr, proc.stderr
-    assert proc.stdout == ""
-    assert tip(remote, env) == remote_tip
+def assert_untouched(work: Path, env: dict[str, str], head: str) -> None:
     assert tip(work, env, "HEAD") == head and tip(work, env, "refs/heads/main") == head
     assert git(work, "status", "--porcelain", "--ignored", env=env) == ""
     assert not (work / "modelcars/qwen-a.lock.json").exists()
     assert OLD["qwen-a"] in (work / "gitops/apps/qwen-a/vllm.yaml").read_text()
+
+
+def counting_hook(remote: Path, name: str, body: str) -> Path:
+    """A hook that counts its runs in `<remote>/<name>.runs`, then runs `body`."""
+    runs = remote / f"{name}.runs"
+    hook(remote, name, f"echo run >> {runs}\n{body}")
+    return runs
+
+
+def test_a_declined_push_ends_at_once_with_the_remotes_message(
+    bump: Callable[..., CliRun], remote: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
+    runs = counting_hook(remote, "pre-receive", "echo 'policy: bumps need a ticket (POL-7)' >&2\nexit 1\n")
+    work = clone(str(remote), tmp_path / "work", env)
+    head, remote_tip = tip(work, env, "HEAD"), tip(remote, env)
+    proc = bump(
+        work, env, "--model", "qwen-a", "--ref", f"{R}@{NEW}", "--push", "origin", "--hf-commit", HF_COMMIT
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "refused by the remote ([remote rejected] (pre-receive hook declined))" in proc.stderr, proc.stderr
+    assert "policy: bumps need a ticket (POL-7)" in proc.stderr and "not retried" in proc.stderr
+    assert "push attempt" not in proc.stderr and "time(s)" not in proc.stderr
+    assert runs.read_text().count("run") == 1  # asked once: a refusal is not retried
+    assert proc.stdout == ""
+    assert tip(remote, env) == remote_tip
+    assert_untouched(work, env, head)
+
+
+def test_a_protected_branch_is_refused_at_once_and_a_review_branch_still_lands(
+    bump: Callable[..., CliRun], remote: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
+    # The update hook runs per ref, as a forge's branch protection does.
+    runs = counting_hook(
+        remote,
+        "update",
+        'if [ "$1" = refs/heads/main ]; then\n'
+        "  echo 'error: GH006: Protected branch update failed for refs/heads/main.' >&2\n  exit 1\nfi\n",
+    )
+    work = clone(str(remote), tmp_path / "work", env)
+    head, remote_tip = tip(work, env, "HEAD"), tip(remote, env)
+    args = ("--model", "qwen-a", "--ref", f"{R}@{NEW}", "--hf-commit", HF_COMMIT, "--push", "origin/main")
+    proc = bump(work, env, *args, "--max-attempts", "5")
+    assert proc.returncode == 1, proc.stderr
+    assert "GH006: Protected branch update failed for refs/heads/main." in proc.stderr
+    assert "hook declined" in proc.stderr and "not retried" in proc.stderr
+    assert runs.read_text().count("run") == 1
+    assert tip(remote, env) == remote_tip
+    assert_untouched(work, env, head)
+    review = bump(work, env, *args, "--pr-branch", "bump/qwen-a")
+    assert review.returncode == 0, review.stderr
+    assert tip(remote, env, "refs/heads/bump/qwen-a") == review.stdout.strip()
+
+
+def test_a_push_that_keeps_racing_is_retried_up_to_the_limit(
+    bump: Callable[..., CliRun], remote: Path, tmp_path: Path, env: dict[str, str]
+) -> None:
+    # Every push loses the race: while it is in flight, main gets a new commit (its tree unchanged).
+    runs = counting_hook(
+        remote,
+        "pre-receive",
+        "unset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES\n"
+        "export GIT_AUTHOR_NAME=racer GIT_AUTHOR_EMAIL=racer@example.invalid\n"
+        "export GIT_COMMITTER_NAME=racer GIT_COMMITTER_EMAIL=racer@example.invalid\n"
+        "moved=$(git commit-tree -p refs/heads/main -m race 'refs/heads/main^{tree}')\n"
+        "git update-ref refs/heads/main $moved\n",
+    )
+    work = clone(str(remote), tmp_path / "work", env)
+    head = tip(work, env, "HEAD")
+    proc = bump(
+        work,
+        env,
+        "--model", "qwen-a", "--ref", f"{R}@{NEW}", "--push", "origin", "--max-attempts", "3",
+        "--hf-commit", HF_COMMIT,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "failed 3 time(s)" in proc.stderr, proc.stderr
+    assert proc.stderr.count("rejected (race:") == 2  # attempts 1 and 2 were retried, 3 was the last
+    assert runs.read_text().count("run") == 3
+    assert OLD["qwen-a"] in show(remote, env, "main", "gitops/apps/qwen-a/vllm.yaml")
+    assert_untouched(work, env, head)
 
 
 def test_pr_branch_gets_the_commit_and_main_stays(
@@ -439,6 +496,43 @@ def test_token_never_appears_in_output_config_commit_or_command_lines(
         for path in (repo / ".git" if (repo / ".git").is_dir() else repo).rglob("*"):
             if path.is_file():
                 assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_a_token_that_may_not_push_ends_at_once(
+    bump: Callable[..., CliRun], http_remote: tuple[GitHttpServer, Path], tmp_path: Path, env: dict[str, str]
+) -> None:
+    server, bare = http_remote
+    server.read_only = True
+    work = http_clone(server, bare, tmp_path / "work", env)
+    before = tip(bare, env)
+    proc = bump(
+        work,
+        {**env, "GIT_TOKEN": TOKEN, "GIT_USERNAME": "bumper"},
+        "--model", "qwen-a", "--ref", f"{R}@{NEW}", "--push", "origin", "--hf-commit", HF_COMMIT,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "403" in proc.stderr and "refused by the remote" in proc.stderr, proc.stderr
+    assert "push attempt" not in proc.stderr
+    assert server.denied_pushes == 1  # one push, no retry
+    assert tip(bare, env) == before
+    assert TOKEN not in proc.stderr + proc.stdout
+
+
+def test_the_remotes_refusal_is_quoted_with_the_token_masked(
+    bump: Callable[..., CliRun], http_remote: tuple[GitHttpServer, Path], tmp_path: Path, env: dict[str, str]
+) -> None:
+    server, bare = http_remote
+    # A careless hook that echoes a credential back: the message is shown, the token is not.
+    hook(bare, "pre-receive", f"echo 'rejected: token {TOKEN} lacks the deploy role' >&2\nexit 1\n")
+    work = http_clone(server, bare, tmp_path / "work", env)
+    proc = bump(
+        work,
+        {**env, "GIT_TOKEN": TOKEN, "GIT_USERNAME": "bumper"},
+        "--model", "qwen-a", "--ref", f"{R}@{NEW}", "--push", "origin", "--hf-commit", HF_COMMIT,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "rejected: token *** lacks the deploy role" in proc.stderr, proc.stderr
+    assert TOKEN not in proc.stderr + proc.stdout
 
 
 def test_a_flaky_remote_is_retried_with_backoff(

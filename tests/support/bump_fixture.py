@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.tools import require_tool
@@ -234,11 +236,30 @@ def commit_all(repo: Path, message: str, env: dict[str, str]) -> str:
     return git(repo, "rev-parse", "HEAD", env=env).strip()
 
 
-def write_tree(root: Path, files: dict[str, str]) -> None:
-    for rel, text in files.items():
+@dataclass(frozen=True)
+class Link:
+    """A symlink in a fixture tree, to `target` as written (relative to the link's directory, or absolute)."""
+
+    target: str
+
+
+def write_tree(root: Path, files: Mapping[str, str | bytes | Link]) -> None:
+    for rel, content in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(text.encode())
+        if isinstance(content, Link):
+            path.symlink_to(content.target)
+        else:
+            path.write_bytes(content.encode() if isinstance(content, str) else content)
+
+
+def make_small_repo(root: Path, env: dict[str, str], files: Mapping[str, str | bytes | Link]) -> Path:
+    """A git repository holding the spec of qwen-a and `files` (nothing else), committed."""
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main", env=env)
+    write_tree(root, {"modelcars/qwen-a.yaml": spec_text("qwen-a"), **files})
+    commit_all(root, "fixture", env)
+    return root
 
 
 def make_repo(root: Path, env: dict[str, str], digests: dict[str, str], extra_models: list[str] = ()) -> Path:

@@ -39,6 +39,8 @@ class GitHttpServer:
     requests: list[str] = field(default_factory=list)  # "METHOD path?query" of every request
     rejected: int = 0  # requests refused for missing/wrong credentials
     fail_next: int = 0  # answer this many upcoming authorized requests with 503 (a flaky remote)
+    read_only: bool = False  # the token may fetch but not push: receive-pack requests get 403
+    denied_pushes: int = 0  # receive-pack requests refused because of `read_only`
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _http: LoopbackHTTPServer | None = None
 
@@ -68,6 +70,12 @@ class GitHttpServer:
                     owner.rejected += 1
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if owner.read_only and "git-receive-pack" in self.path:
+                    owner.denied_pushes += 1
+                    self.send_response(403)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return

@@ -1,7 +1,8 @@
 """`llm-platform bump`: write a new modelcar digest into the GitOps tree and the model lock, exactly and safely.
 
 Parse -> locate -> splice the digest's characters -> re-parse and prove nothing else changed ->
-commit with trailers -> push with fetch/re-derive/retry, guarded by a compare-and-swap on the
+check the post-condition (no mention of the repository is left without the new digest, `postcheck`)
+-> commit with trailers -> push with fetch/re-derive/retry, guarded by a compare-and-swap on the
 digests read, so no concurrent update is ever overwritten.
 """
 

@@ -104,16 +104,17 @@ class Git:
     def rev_parse(self, rev: str) -> str:
         return self.text("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
 
-    def list_tree(self, commit: str, under: str) -> dict[str, tuple[str, str]]:
-        """path -> (mode, blob sha) for every file below `under` (a repository-relative dir) at `commit`."""
+    def list_tree(self, commit: str, under: str) -> dict[str, tuple[str, str, int]]:
+        """path -> (mode, object sha, size) for every blob and gitlink below `under` (a repository-relative
+        dir; "" for all) at `commit`. Symlinks are blobs of mode 120000 holding the target."""
         pathspec = ["--", under] if under not in ("", ".") else []
-        out = self.run("ls-tree", "-r", "-z", "--full-tree", commit, *pathspec).stdout.decode()
-        files: dict[str, tuple[str, str]] = {}
+        out = self.run("ls-tree", "-r", "-z", "-l", "--full-tree", commit, *pathspec).stdout.decode()
+        files: dict[str, tuple[str, str, int]] = {}
         for entry in filter(None, out.split("\0")):
             meta, _, path = entry.partition("\t")
-            mode, kind, sha = meta.split()
-            if kind == "blob":
-                files[path] = (mode, sha)
+            mode, kind, sha, size = meta.split()
+            if kind in ("blob", "commit"):
+                files[path] = (mode, sha, int(size) if size.isdigit() else 0)
         return files
 
     def read_blobs(self, shas: Sequence[str]) -> dict[str, bytes]:

@@ -1,12 +1,17 @@
 """A bump in the local checkout: edit the work tree, and with `--commit` make one commit of just those files.
 
 If anything fails after the first file is written, every file is put back and the index restored,
-so an interrupted bump never leaves a half-edited tree or a half-staged commit behind.
+so an interrupted bump never leaves a half-edited tree or a half-staged commit behind. Before the
+first write, every directory written to is probed: one that cannot be written (a read-only
+`modelcars/`) ends the bump with one line naming it, and nothing is written. The plan names files by
+their real paths (symlinks resolved inside the repository), so a symlink is never replaced by a copy.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,11 +22,30 @@ from llm_platform.bump.plan import BumpPlan, Layout, plan_bump
 from llm_platform.bump.refs import PinnedImage
 from llm_platform.bump.result import BumpResult
 from llm_platform.bump.snapshot import WorktreeSnapshot
-from llm_platform.errors import ConflictError, InputError
+from llm_platform.errors import ConflictError, InputError, ToolError
 from llm_platform.logs import get_logger
 from llm_platform.oci import atomic_write
 
 log = get_logger("bump.local")
+
+
+def _probe_writable(root: Path, files: Mapping[str, bytes]) -> None:
+    """Fail, before anything is written, if a file of the plan cannot be written where it is."""
+    for rel in sorted(files):
+        target = root / rel
+        if target.is_symlink():  # the plan names real paths; a link here means the tree changed meanwhile
+            raise ConflictError(f"{rel} became a symlink while the bump was running; nothing was written")
+        directory = target.parent
+        try:
+            fd, name = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".probe")
+        except OSError as exc:
+            shown = directory.relative_to(root).as_posix() if directory != root else "."
+            raise InputError(
+                f"{rel}: cannot write in {shown}/ ({exc.strerror or exc}); make the directory writable "
+                "and run the bump again; nothing was written"
+            ) from None
+        os.close(fd)
+        os.unlink(name)
 
 
 def _apply(root: Path, files: Mapping[str, bytes], originals: Mapping[str, bytes | None]) -> None:
@@ -29,10 +53,16 @@ def _apply(root: Path, files: Mapping[str, bytes], originals: Mapping[str, bytes
         current = (root / rel).read_bytes() if (root / rel).is_file() else None
         if current != originals[rel]:
             raise ConflictError(f"{rel} changed while the bump was running; nothing was written")
+    _probe_writable(root, files)
     written: list[str] = []
     try:
         for rel, data in sorted(files.items()):
-            atomic_write(root / rel, data)
+            try:
+                atomic_write(root / rel, data)
+            except OSError as exc:
+                raise InputError(
+                    f"{rel}: cannot write it ({exc.strerror or exc}); every file the bump had written is put back"
+                ) from None
             written.append(rel)
     except BaseException:
         _restore(root, {rel: originals[rel] for rel in written})
@@ -92,6 +122,19 @@ def _commit(git: Git, root: Path, plan: BumpPlan, originals: Mapping[str, bytes 
     return git.rev_parse("HEAD")
 
 
+def _ignored(root: Path) -> list[str]:
+    """What git ignores in the checkout (directories end in `/`); nothing outside a git repository."""
+    try:
+        git = Git(root)
+    except ToolError:
+        return []
+    args = ("ls-files", "--others", "--ignored", "--exclude-standard", "--directory", "-z")
+    proc = git.run(*args, check=False)
+    if proc.returncode != 0:
+        return []
+    return [path for path in proc.stdout.decode(errors="replace").split("\0") if path]
+
+
 def local_bump(
     root: Path,
     layout: Layout,
@@ -103,13 +146,13 @@ def local_bump(
     commit: bool,
     dry_run: bool = False,
 ) -> BumpResult:
-    snapshot = WorktreeSnapshot(root)
+    snapshot = WorktreeSnapshot(root, _ignored(root))
     plan = plan_bump(snapshot, layout, model, image, hf_commit)
     check_expected(plan, expect, None)
     if plan.unchanged:
         log.info("%s already points %s at %s; nothing to change", layout.gitops, model, image)
         return BumpResult.from_plan(plan, "unchanged")
-    originals = {rel: snapshot.read(rel) for rel in plan.files}
+    originals = {rel: (root / rel).read_bytes() if (root / rel).is_file() else None for rel in plan.files}
     if dry_run:
         return BumpResult.from_plan(plan, "planned", diff=unified_diff(originals, plan.files))
     if not commit:

@@ -1,17 +1,31 @@
 """Derive a bump from intent on one snapshot: which bytes of which files change, proven, plus the new lock.
 
-The same function runs on the work tree (local bump) and on each freshly fetched tip (push retries),
-so a retry re-derives the edit instead of replaying a textual patch.
+The same function runs on the work tree (local bump, `--commit`, `--dry-run`) and on each freshly
+fetched tip (push retries), so a retry re-derives the edit instead of replaying a textual patch, and
+every path gets the same answer: the files are collected by `snapshot.collect_tree` (symlinks followed
+inside the repository, each real file once, edited at its real path), located and spliced, and the
+planned result is judged by the independent post-condition (`postcheck.check_tree`): a mention of the
+repository that does not carry the new digest and is not provably something else fails the bump.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from llm_platform.bump.locate import Reference, YamlParseError, compose_documents, scan_text
+from llm_platform.bump.postcheck import check_tree
 from llm_platform.bump.refs import PinnedImage, RepositoryMatcher
-from llm_platform.bump.snapshot import Snapshot
+from llm_platform.bump.snapshot import (
+    Snapshot,
+    SymlinkError,
+    collect_tree,
+    is_json_name,
+    is_yaml_name,
+    read_file,
+    resolve,
+)
 from llm_platform.bump.splice import splice_digests, verify_splice
 from llm_platform.errors import InputError
 from llm_platform.logs import get_logger
@@ -20,6 +34,7 @@ from llm_platform.modelcar.spec import ModelcarSpec, load_spec, spec_sha256
 from llm_platform.oci import GIT_COMMIT_RE
 
 log = get_logger("bump")
+_WHERE_RE = re.compile(r"^(\S+?)(?::\d+)?[: ]")
 
 
 @dataclass(frozen=True)
@@ -59,7 +74,7 @@ class BumpPlan:
         """Digests being replaced, in order of first appearance (the lock's last when not in the tree)."""
         seen: list[str] = []
         for ref in self.edited:
-            if ref.digest not in seen:
+            if ref.digest not in seen and ref.digest != self.image.digest:
                 seen.append(ref.digest)
         if (
             self.lock_before
@@ -100,12 +115,23 @@ def _resolve_hf_commit(
     )
 
 
+def _problems_error(model: str, repository: str, problems: list[str]) -> InputError:
+    return InputError(
+        f"cannot bump {model}: {len(problems)} reference(s) to {repository} cannot be updated:\n  "
+        + "\n  ".join(problems)
+    )
+
+
 def plan_bump(
     snapshot: Snapshot, layout: Layout, model: str, image: PinnedImage, hf_commit: str | None = None
 ) -> BumpPlan:
-    """Find, splice and verify every reference to the model's repository; compute the new lock."""
+    """Find, splice and verify every reference to the model's repository; compute the new lock; check
+    that afterwards no mention of the repository is left without the new digest."""
     spec_rel = layout.spec(model)
-    spec_file = snapshot.local_path(spec_rel)
+    try:
+        spec_file = snapshot.local_path(spec_rel)
+    except SymlinkError as exc:
+        raise InputError(f"--model {model!r}: {exc.message}") from None
     if spec_file is None:
         raise InputError(f"--model {model!r}: no spec {spec_rel} in the {snapshot.description}")
     spec = load_spec(spec_file)
@@ -113,56 +139,74 @@ def plan_bump(
         raise InputError(
             f"--ref {image}: repository differs from {spec_rel} image.repository {spec.image.repository!r}"
         )
-    matcher = RepositoryMatcher(image.repository)
+    matcher = RepositoryMatcher(image.repository, image.digest)
 
+    tree = collect_tree(snapshot, layout.gitops)
+    if tree.refused:
+        raise InputError(
+            f"cannot bump {model}: {len(tree.refused)} symlink(s) in {layout.gitops} cannot be followed:\n  "
+            + "\n  ".join(tree.refused)
+        )
+    for link in tree.dangling:
+        log.warning("%s: a dangling symlink; skipped", link)
+    contents = snapshot.read_files(sorted(tree.files))
     references: list[Reference] = []
     edited: list[Reference] = []
     problems: list[str] = []
     files: dict[str, bytes] = {}
     modes: dict[str, str] = {}
-    yaml_files = snapshot.yaml_files(layout.gitops)
-    if not yaml_files:
+    structured = [path for path in sorted(contents) if is_yaml_name(path) or is_json_name(path)]
+    if not any(is_yaml_name(path) for path in structured):
         raise InputError(f"--gitops {layout.gitops}: no YAML files there in the {snapshot.description}")
-    for path in yaml_files:
-        data = snapshot.read(path)
-        assert data is not None
+    for path in structured:
+        data = contents[path]
         text = _decode(data)
         if text is None:
-            if image.repository.encode() in data:
-                problems.append(f"{path}: not UTF-8 but names {image.repository}; cannot edit it safely")
-            continue
-        if not matcher.mentions(text):
+            continue  # the post-condition names it if it names the repository
+        if matcher.needle not in text:
             continue
         try:
-            documents = compose_documents(text)
+            documents = compose_documents(text, path)
         except YamlParseError as exc:
-            # Helm templates are not YAML until rendered; one that names the image cannot be edited safely.
-            where = f"{path}:{exc.line}" if exc.line else path
-            problems.append(f"{where}: not parseable YAML ({exc.message}) but names {image.repository}")
+            if matcher.mentions(text):
+                # Helm templates are not YAML until rendered; one that names the image cannot be edited safely.
+                where = f"{path}:{exc.line}" if exc.line else path
+                kind = "JSON" if is_json_name(path) else "YAML"
+                problems.append(
+                    f"{where}: not parseable {kind} ({exc.message}) but names {image.repository} — fix the "
+                    "syntax, or, for a template, pin the image in the values it renders from"
+                )
             continue
         scan = scan_text(text, path, matcher, documents)
         problems.extend(scan.problems)
-        for line in scan.unrecognised:
-            log.warning("%s:%d names %s outside an image reference; left as is", path, line, image.repository)
+        for warning in scan.warnings:
+            log.warning("%s", warning)
         references.extend(scan.references)
-        stale = [ref for ref in scan.references if ref.digest != image.digest]
+        # A digest written in uppercase is rewritten even when it is ours: the tree then spells it as OCI does.
+        stale = [ref for ref in scan.references if ref.written != image.digest]
         if not stale or scan.problems:
             continue
         new_text = splice_digests(text, stale, image.digest)
         verify_splice(path, documents, new_text, stale, image.digest, matcher, len(scan.references))
         files[path] = new_text.encode("utf-8")
-        modes[path] = snapshot.mode(path) or "100644"
+        modes[path] = tree.files[path].mode
         edited.extend(stale)
     if problems:
-        raise InputError(
-            f"cannot bump {model}: {len(problems)} reference(s) to {image.repository} cannot be updated:\n  "
-            + "\n  ".join(problems)
-        )
-    if not references:
-        log.warning("no reference to %s in %s; only the lock is updated", image.repository, layout.gitops)
+        # With the post-condition's findings in the other files, so one run names everything to fix (a file
+        # with a problem is not edited at all: its other mentions follow from the problems named).
+        named = {match.group(1) for p in problems if (match := _WHERE_RE.match(p))}
+        extra = [
+            str(finding)
+            for finding in check_tree({**contents, **files}, image.repository, image.digest).failures
+            if finding.path not in named
+        ]
+        raise _problems_error(model, image.repository, problems + extra)
 
-    lock_rel = lock_relpath_for(spec_rel)
-    lock_data = snapshot.read(lock_rel)
+    try:
+        lock_rel = resolve(snapshot, lock_relpath_for(spec_rel))
+        _, lock_data = read_file(snapshot, lock_rel)
+    except SymlinkError as exc:
+        raise InputError(f"the lock of {model}: {exc.message}") from None
     lock_before = parse_lock(lock_data, source=lock_rel) if lock_data is not None else None
     lock_after = ModelLock(
         spec_sha256=spec_sha256(spec),
@@ -172,7 +216,23 @@ def plan_bump(
     new_lock = render_lock(lock_after)
     if new_lock != lock_data:
         files[lock_rel] = new_lock
-        modes[lock_rel] = snapshot.mode(lock_rel) or "100644"
+        lock_entry = snapshot.entry(lock_rel)
+        modes[lock_rel] = (
+            lock_entry.mode if lock_entry is not None and lock_entry.kind == "file" else "100644"
+        )
+
+    # The post-condition, on the tree as the bump leaves it.
+    report = check_tree({**contents, **files}, image.repository, image.digest)
+    for finding in report.ignored:
+        log.debug("%s: left as is: %s", f"{finding.path}:{finding.line}", finding.message)
+    if report.failures:
+        raise InputError(
+            f"cannot bump {model}: after the edit {len(report.failures)} mention(s) of {image.repository} would "
+            f"still not carry {image.digest}; nothing was written:\n  "
+            + "\n  ".join(str(finding) for finding in report.failures)
+        )
+    if not references:
+        log.warning("no reference to %s in %s; only the lock is updated", image.repository, layout.gitops)
     return BumpPlan(
         spec=spec,
         image=image,

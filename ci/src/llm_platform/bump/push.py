@@ -3,6 +3,13 @@
 The commit is built from the fetched tree in a private index, so the local checkout (its work tree,
 index and branches) is never touched until the push has succeeded; a push that keeps failing
 leaves it exactly as it was.
+
+A failed push is classified (`classify_push_failure`): a race (the branch moved: `fetch first`,
+`non-fast-forward`, `stale info`, a ref update that lost a lock) is retried on a fresh fetch; a
+failure of the transport (a 5xx, a dropped connection) is retried too; a permanent refusal (a
+declined pre-receive or update hook, a protected branch, an authentication or permission failure, a
+missing repository) ends the bump at once with the remote's own message (the token masked): asking
+again would only be refused again.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from llm_platform.bump.git import Git
 from llm_platform.bump.guard import ReadState, check_expected
@@ -37,6 +45,18 @@ _PERMANENT = (
     "repository not found",
     "does not appear to be a git repository",
 )
+# Rejection reasons (`git push --porcelain`) that mean someone else updated the ref first: a race.
+_RACE_REASONS = (
+    "fetch first",
+    "non-fast-forward",
+    "stale info",
+    "failed to update ref",
+    "failed to lock",
+    "cannot lock ref",
+    "incorrect old value",
+    "reference already exists",
+)
+PushFailure = Literal["race", "transient", "permanent"]
 BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 5.0
 
@@ -105,6 +125,35 @@ def _remote_head(git: Git, remote: str, branch: str) -> str | None:
 def _is_permanent(stderr: str) -> bool:
     lowered = stderr.lower()
     return any(marker in lowered for marker in _PERMANENT)
+
+
+def _rejections(output: str) -> list[str]:
+    """The reasons of the refs a porcelain push rejected (`!<TAB>src:dst<TAB>[rejected] (fetch first)`)."""
+    return [line.rsplit("\t", 1)[-1] for line in output.splitlines() if line.startswith("!")]
+
+
+def classify_push_failure(failure: GitError) -> PushFailure:
+    """race: retry on a fresh fetch; transient: the transport failed, retry; permanent: stop now."""
+    output = "\n".join(filter(None, (failure.stdout, failure.stderr))) or str(failure)
+    if _is_permanent(output):
+        return "permanent"
+    reasons = _rejections(output)
+    if not reasons:
+        return "transient"
+    if all(any(marker in reason.lower() for marker in _RACE_REASONS) for reason in reasons):
+        return "race"
+    return "permanent"
+
+
+def _remote_says(failure: GitError) -> str:
+    """What the remote said (its `remote:` lines, else git's error lines), on one line."""
+    lines = [line.strip() for line in failure.stderr.splitlines() if line.strip()]
+    remote = [line.removeprefix("remote:").strip() for line in lines if line.startswith("remote:")]
+    remote = [line for line in remote if line]
+    if remote:
+        return "; ".join(remote)
+    errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return "; ".join(errors or lines[-1:]) or str(failure)
 
 
 def _push(git: Git, target: PushTarget, commit: str, lease: str | None) -> GitError | None:
@@ -225,13 +274,21 @@ def push_bump(
                     attempts=attempt,
                 )
             last_failure = "\n".join(filter(None, (failure.stdout, failure.stderr))) or str(failure)
-            if _is_permanent(last_failure):
-                raise ToolError(f"push to {target.remote}/{target.pushed_branch} failed: {last_failure}")
+            kind = classify_push_failure(failure)
+            if kind == "permanent":
+                reasons = "; ".join(_rejections(last_failure))
+                raise ToolError(
+                    f"push to {target.remote}/{target.pushed_branch} refused by the remote"
+                    f"{f' ({reasons})' if reasons else ''}: "
+                    f"{_remote_says(failure)}; not retried (a refusal, not a race); nothing was pushed and "
+                    "the local checkout is unchanged"
+                )
             if attempt < max_attempts:
                 delay = _backoff(attempt)
                 log.info(
-                    "push attempt %d rejected (%s); refetching in %.1fs",
+                    "push attempt %d rejected (%s: %s); refetching in %.1fs",
                     attempt,
+                    kind,
                     _reason(last_failure),
                     delay,
                 )

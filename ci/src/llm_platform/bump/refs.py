@@ -2,6 +2,10 @@
 
 Matching is by exact repository, so `.../qwen-7b` never matches `.../qwen-7b-awq`; a scheme
 (KServe's `oci://`) and a tag are kept as written, only the digest is ever replaced.
+
+A digest written in uppercase hex (`sha256:ABC...`) is the same digest: OCI spells the hex in lowercase,
+so one in uppercase is still a pin of that image, and a bump rewrites it (in lowercase, as every digest
+it writes). Comparisons use the lowercase form (`canonical_digest`).
 """
 
 from __future__ import annotations
@@ -10,10 +14,18 @@ import re
 from dataclasses import dataclass
 
 from llm_platform.errors import InputError
-from llm_platform.oci import DIGEST_PATTERN, DIGEST_RE
+from llm_platform.oci import DIGEST_RE
 from llm_platform.registry.reference import TAG_PATTERN, parse_reference
 
 _SCHEME = r"[a-z][a-z0-9+.-]*://"
+# A digest as a pin may be written: sha256 and 64 hex digits of either case.
+WRITTEN_DIGEST_PATTERN = r"sha256:[0-9a-fA-F]{64}"
+WRITTEN_DIGEST_RE = re.compile(rf"^{WRITTEN_DIGEST_PATTERN}$")
+
+
+def canonical_digest(written: str) -> str:
+    """The digest as OCI spells it (lowercase hex)."""
+    return written.lower()
 
 
 @dataclass(frozen=True)
@@ -56,26 +68,44 @@ class ValueMatch:
 
     scheme: str | None
     tag: str | None
-    digest: str | None
+    digest: str | None  # canonical (lowercase)
+    written_digest: str | None  # as written in the value
 
 
 class RepositoryMatcher:
     """Recognises values that reference one repository, in any of the written forms."""
 
-    def __init__(self, repository: str) -> None:
+    def __init__(self, repository: str, current: str | None = None) -> None:
         self.repository = repository
+        # The digest the bump writes: a reference that already holds it (as written) is not edited, so a
+        # form that could not be edited exactly, or a digest shared with another image, is no problem there.
+        self.current = current
+        # REGISTRY and the rest, for charts that split them into `registry:` and `repository:` fields.
+        self.registry, _, self.path = repository.partition("/")
         self._value_re = re.compile(
             rf"^(?P<scheme>{_SCHEME})?{re.escape(repository)}"
-            rf"(?::(?P<tag>{TAG_PATTERN}))?(?:@(?P<digest>{DIGEST_PATTERN}))?$"
+            rf"(?::(?P<tag>{TAG_PATTERN}))?(?:@(?P<digest>{WRITTEN_DIGEST_PATTERN}))?$"
         )
         # A mention in free text (comments, args, annotations): REPO not followed by more name characters.
         self._mention_re = re.compile(rf"{re.escape(repository)}(?![a-z0-9_/]|[.-][a-z0-9])")
+        # What every written form of the repository contains literally (split fields, escaped slashes).
+        self.needle = repository.rsplit("/", 1)[-1]
 
     def match(self, value: str) -> ValueMatch | None:
         found = self._value_re.match(value)
         if found is None:
             return None
-        return ValueMatch(scheme=found["scheme"], tag=found["tag"], digest=found["digest"])
+        written = found["digest"]
+        return ValueMatch(
+            scheme=found["scheme"],
+            tag=found["tag"],
+            digest=canonical_digest(written) if written else None,
+            written_digest=written,
+        )
+
+    def is_split(self, registry: str, repository: str) -> bool:
+        """Whether `registry:` and `repository:` fields together name this repository."""
+        return bool(self.path) and registry == self.registry and repository == self.path
 
     def mentions(self, text: str) -> list[int]:
         """Character offsets where the repository is named in `text` (a file's whole text)."""

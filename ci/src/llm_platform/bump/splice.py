@@ -18,15 +18,33 @@ from llm_platform.errors import SpliceVerificationError
 
 
 def splice_digests(text: str, references: Sequence[Reference], new_digest: str) -> str:
-    """`text` with each reference's digest characters replaced by `new_digest`, nothing else touched."""
+    """`text` with each reference's digest characters replaced by `new_digest`, nothing else touched.
+
+    A digest broken by `\\`-newline continuations has several segments: each gets the matching slice
+    of the new digest, so the continuations stay where they are."""
+    edits: list[tuple[int, int, str]] = []
+    for ref in references:
+        written = ref.written or ref.digest
+        segments = ref.segments or ((ref.start, ref.end),)
+        position = 0
+        for start, end in segments:
+            piece = written[position : position + end - start]
+            if text[start:end] != piece:
+                raise SpliceVerificationError(f"{ref.where}: digest span moved or overlaps; refusing to edit")
+            edits.append((start, end, new_digest[position : position + end - start]))
+            position += end - start
+        if position != len(written) or len(written) != len(new_digest):
+            raise SpliceVerificationError(
+                f"{ref.where}: digest span does not cover the digest; refusing to edit"
+            )
     pieces: list[str] = []
     cursor = 0
-    for ref in sorted(references, key=lambda r: r.start):
-        if ref.start < cursor or text[ref.start : ref.end] != ref.digest:
-            raise SpliceVerificationError(f"{ref.where}: digest span moved or overlaps; refusing to edit")
-        pieces.append(text[cursor : ref.start])
-        pieces.append(new_digest)
-        cursor = ref.end
+    for start, end, replacement in sorted(edits):
+        if start < cursor:
+            raise SpliceVerificationError(f"digest spans overlap at offset {start}; refusing to edit")
+        pieces.append(text[cursor:start])
+        pieces.append(replacement)
+        cursor = end
     pieces.append(text[cursor:])
     return "".join(pieces)
 
@@ -93,11 +111,11 @@ def verify_splice(
     already held the new digest).
     """
     try:
-        new_documents = compose_documents(new_text)
+        new_documents = compose_documents(new_text, path)
     except YamlParseError as exc:
         raise SpliceVerificationError(f"{path}: the edited file no longer parses ({exc.message})") from exc
     if len(new_documents) != len(old_documents):
-        raise SpliceVerificationError(f"{path}: the edit changed the number of YAML documents")
+        raise SpliceVerificationError(f"{path}: the edit changed the number of documents")
     expected = {ref.node_id: ref.value_with(new_digest) for ref in references}
     seen: set[tuple[int, int]] = set()
     for number, (old, new) in enumerate(zip(old_documents, new_documents, strict=True), start=1):
