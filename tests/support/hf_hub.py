@@ -1,15 +1,20 @@
-"""A loopback stand-in for the Hugging Face Hub (tests must not reach the internet).
+"""A loopback stand-in for the Hugging Face Hub (tests must not reach the internet), and a fault injector.
 
 It serves the small part of the hub's HTTP API that huggingface_hub's `HfApi.model_info` and
 `hf_hub_download` use: model info with file metadata at a revision (a branch resolves to its
-commit), and `resolve/<commit>/<path>` downloads with the X-Repo-Commit/ETag headers. It records
-the Authorization headers it sees, and can serve wrong bytes for a file to test verification.
+commit), and `resolve/<commit>/<path>` downloads with the X-Repo-Commit/ETag headers (and `Range`, so a
+download resumes as against the hub). It records the Authorization headers it sees, and can serve wrong
+bytes for a file to test verification. It also injects faults (`HubFault`, `HubServer.faults`): an HTTP
+status with headers (a 500, a 429 with Retry-After), a body that is not JSON, a download dropped or stalled
+(connection held open) mid-body. For a hub that refuses connections, `stop()` it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -33,13 +38,50 @@ class HubRepo:
         return path.endswith(self.lfs_suffixes)
 
 
+@dataclass
+class HubFault:
+    """A fault to inject on `route` ("info": the model-info API; "head": a file's metadata HEAD; "get": a file
+    download), for file `path` (None: any), `times` times (None: every time).
+
+    `kind`: "status" answers `status` with `headers`; "not-json" answers 200 with an HTML page; "drop" sends
+    the file up to byte `after` then closes the connection; "stall" sends it up to byte `after` then holds the
+    connection open, silent, until the stand-in stops. (A resumed download that starts at or past `after`
+    gets no byte before the drop or the stall.)"""
+
+    route: str
+    kind: str
+    status: int = 500
+    headers: dict[str, str] = field(default_factory=dict)
+    after: int = 0
+    times: int | None = 1
+    path: str | None = None
+
+
+_RANGE = re.compile(r"^bytes=(\d+)-$")
+
+
 class HubServer:
     def __init__(self) -> None:
         self.repos: dict[str, HubRepo] = {}
         self.authorizations: list[str | None] = []
         self.downloads: list[str] = []
         self.corrupt: set[str] = set()
+        self.faults: list[HubFault] = []
+        self.injected: list[tuple[str, str, str | None]] = []  # (route, kind, path) of every fault injected
+        self._lock = threading.Lock()
+        self._release = threading.Event()
         self._http = LoopbackHTTPServer(self._handler(), name="hf-hub")
+
+    def fault(self, route: str, path: str | None = None) -> HubFault | None:
+        """The fault to inject now on `route` (for `path`), if any; counts it."""
+        with self._lock:
+            for fault in self.faults:
+                if fault.route == route and fault.path in (None, path) and fault.times != 0:
+                    if fault.times is not None:
+                        fault.times -= 1
+                    self.injected.append((route, fault.kind, path))
+                    return fault
+        return None
 
     @property
     def endpoint(self) -> str:
@@ -54,6 +96,7 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        self._release.set()
         self._http.stop()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -73,6 +116,15 @@ class HubServer:
                 self.end_headers()
                 if with_body:
                     self.wfile.write(body)
+
+            def _inject_status(self, fault: HubFault) -> None:
+                if fault.kind == "not-json":
+                    self._send(
+                        200, b"<html><body>Sign in to the Wi-Fi</body></html>", {"Content-Type": "text/html"}
+                    )
+                else:
+                    body = json.dumps({"error": "fault injected by the test hub"}).encode()
+                    self._send(fault.status, body, {"Content-Type": "application/json", **fault.headers})
 
             def _error(self, status: int, code: str, message: str) -> None:
                 body = json.dumps({"error": message}).encode()
@@ -104,6 +156,10 @@ class HubServer:
                 path = unquote(urlsplit(self.path).path)
                 parts = path.strip("/").split("/")
                 if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "revision":
+                    injected = hub.fault("info")
+                    if injected is not None:
+                        self._inject_status(injected)
+                        return
                     repo = self._repo(parts[2:4])
                     if repo is None:
                         return
@@ -143,6 +199,10 @@ class HubServer:
                     if commit is None:
                         return
                     name = "/".join(parts[4:])
+                    injected = hub.fault("get" if with_body else "head", name)
+                    if injected is not None and injected.kind in ("status", "not-json"):
+                        self._inject_status(injected)
+                        return
                     if name not in repo.files:
                         self._error(404, "EntryNotFound", f"{name} does not exist")
                         return
@@ -156,18 +216,42 @@ class HubServer:
                     )
                     if with_body:
                         hub.downloads.append(name)
-                    self._send(
-                        200,
-                        data,
-                        {
-                            "X-Repo-Commit": commit,
-                            "ETag": f'"{etag}"',
-                            "Content-Type": "application/octet-stream",
-                        },
-                        with_body,
-                    )
+                    headers = {
+                        "X-Repo-Commit": commit,
+                        "ETag": f'"{etag}"',
+                        "Content-Type": "application/octet-stream",
+                        "Accept-Ranges": "bytes",
+                    }
+                    status, start = 200, 0
+                    match = _RANGE.match(self.headers.get("Range", ""))
+                    if with_body and match and int(match.group(1)) < len(data):
+                        status, start = 206, int(match.group(1))
+                        headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+                    if injected is not None and not with_body:  # a HEAD dropped or stalled: no answer at all
+                        if injected.kind == "stall":
+                            hub._release.wait(60)
+                        self.close_connection = True
+                        return
+                    if injected is not None:  # "drop" or "stall": the headers, then the body up to `after`
+                        self._send_cut(status, data, start, headers, injected)
+                        return
+                    self._send(status, data[start:], headers, with_body)
                     return
                 self._error(404, "NotFound", f"no route for {path}")
+
+            def _send_cut(
+                self, status: int, data: bytes, start: int, headers: dict[str, str], fault: HubFault
+            ) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                self.wfile.write(data[start : max(start, fault.after)])
+                self.wfile.flush()
+                if fault.kind == "stall":
+                    hub._release.wait(60)
+                self.close_connection = True
 
             def do_GET(self) -> None:
                 self._serve(True)

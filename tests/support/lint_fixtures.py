@@ -1,7 +1,11 @@
-"""Fixture trees for the lint tests: the clean tree copied into tmp_path, with one variant overlaid."""
+"""Fixture trees for the lint tests: the clean tree copied into tmp_path, with one variant overlaid.
+
+What git cannot hold is made when the tree is built, from `special:` in a variant's expect.yaml:
+`{fifo: PATH}` makes a FIFO, `{symlink: PATH, target: TARGET}` a symlink (TARGET as written)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,4 +42,11 @@ def build_tree(dest: Path, variant: str | None = None) -> Path:
         files = FIXTURES / variant / "files"
         if files.is_dir():
             shutil.copytree(files, dest, dirs_exist_ok=True)
+        for entry in doc.get("special", []):
+            path = dest / (entry.get("fifo") or entry["symlink"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if "fifo" in entry:
+                os.mkfifo(path)
+            else:
+                path.symlink_to(entry["target"])
     return dest

@@ -11,6 +11,13 @@ import typer
 if TYPE_CHECKING:
     from llm_platform.modelcar.prepare import SourceOptions
 
+# What --timeout does, for `build` and `publish` (the bounds are defined in llm_platform.network).
+TIMEOUT_HELP = (
+    "Give up on a registry or the Hugging Face Hub that sends or accepts nothing for this many seconds "
+    "(default: $LLM_PLATFORM_HTTP_TIMEOUT, else 60). Small requests wait at most 20 s, a Retry-After at most "
+    "60 s, and one request's stalls and waits between retries at most 1.5 times this."
+)
+
 app = typer.Typer(
     name="modelcar",
     help="Modelcars: OCI images carrying a model's weights under /models (KServe oci://).",
@@ -27,6 +34,7 @@ def source_options(
     hf_token: str | None,
     cache_dir: Path | None,
     no_cache: bool,
+    timeout: float | None = None,
 ) -> SourceOptions:
     """The options `build` and `publish` share; the digest cache is on unless --no-cache."""
     from pydantic import SecretStr
@@ -41,6 +49,7 @@ def source_options(
         platform=platform,
         hf_token=SecretStr(hf_token) if hf_token else None,
         cache_dir=None if no_cache else cache_dir or default_cache_dir(),
+        timeout=timeout,
     )
 
 
@@ -81,6 +90,10 @@ def build(
         ),
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not record digests.")] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=0.1, metavar="SECONDS", help=TIMEOUT_HELP, show_default=False),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the build result as JSON instead.")] = False,
 ) -> None:
     """Build the modelcar image of SPEC as an OCI layout; print its digest-pinned reference.
@@ -99,6 +112,7 @@ def build(
             hf_token=hf_token,
             cache_dir=cache_dir,
             no_cache=no_cache,
+            timeout=timeout,
         ),
         output=output,
     )

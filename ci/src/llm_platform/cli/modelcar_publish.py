@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
+from llm_platform.cli.modelcar import TIMEOUT_HELP, source_options
 from llm_platform.cli.modelcar import app as modelcar_app
-from llm_platform.cli.modelcar import source_options
 from llm_platform.errors import InputError
 from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV, MiB, UploadMode
 
@@ -91,6 +91,10 @@ def publish(
     retries: Annotated[
         int, typer.Option("--retries", min=0, help="Retries of a failed request or upload.")
     ] = 4,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=0.1, metavar="SECONDS", help=TIMEOUT_HELP, show_default=False),
+    ] = None,
     hf_token: Annotated[
         str | None,
         typer.Option(
@@ -137,6 +141,7 @@ def publish(
             hf_token=hf_token,
             cache_dir=cache_dir,
             no_cache=no_cache,
+            timeout=timeout,
         ),
         PushOptions(
             target=to,
@@ -149,6 +154,7 @@ def publish(
             chunk_size=chunk_size_mib * MiB if chunk_size_mib else None,
             max_layer_size=max_layer_size_mib * MiB if max_layer_size_mib else None,
             retries=retries,
+            timeout=timeout,
         ),
     )
     typer.echo(result.model_dump_json(indent=2) if as_json else result.reference)

@@ -6,9 +6,8 @@ import fnmatch
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
+from llm_platform.documents import CONFIG_LIMITS, DocumentError, cut, load_yaml_file, locate
 from llm_platform.errors import InputError
 
 
@@ -58,17 +57,17 @@ class LintConfig(BaseModel):
 
 
 def load_config(path: Path) -> LintConfig:
+    """The lint config at `path`; any problem is one InputError line: `--config FILE:LINE: what`."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"--config {path}: cannot read: {exc.strerror}") from exc
+        doc = load_yaml_file(path, CONFIG_LIMITS)
+    except DocumentError as exc:
+        raise InputError(f"--config {exc}") from None
+    data = doc.data if doc is not None else None
     try:
-        data = YAML(typ="safe").load(text) or {}
-    except YAMLError as exc:
-        raise InputError(f"--config {path}: not valid YAML: {exc}") from exc
-    try:
-        return LintConfig.model_validate(data)
+        return LintConfig.model_validate(data if data is not None else {})
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        raise InputError(f"--config {path}: field {where}: {err['msg']}") from exc
+        loc = tuple(err["loc"])
+        where = ".".join(str(p) for p in loc) or "(root)"
+        line = locate(doc.node, loc)[0] if doc is not None else 1
+        raise InputError(f"--config {path}:{line}: field {where}: {cut(err['msg'])}") from None

@@ -8,10 +8,9 @@ import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from llm_platform.cache_root import cache_root
+from llm_platform.documents import CONFIG_LIMITS, DocumentError, cut, load_yaml_file, locate
 from llm_platform.errors import InputError
 from llm_platform.http_client import httpx
 from llm_platform.pinned_files import Mirror, SyncTarget, Upstream, sync_pinned
@@ -40,19 +39,18 @@ class CrdLock(BaseModel):
 
 def load_lock(path: Path) -> CrdLock:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read lock file: {exc.strerror}") from exc
+        doc = load_yaml_file(path, CONFIG_LIMITS)
+    except DocumentError as exc:
+        if exc.kind in ("missing", "unreadable"):
+            raise InputError(f"{path}: cannot read lock file: {exc.detail}") from None
+        raise
     try:
-        data = YAML(typ="safe").load(text)
-    except YAMLError as exc:
-        line = exc.problem_mark.line + 1 if isinstance(exc, MarkedYAMLError) and exc.problem_mark else 1
-        raise InputError(f"{path}:{line}: not valid YAML") from exc
-    try:
-        lock = CrdLock.model_validate(data)
+        lock = CrdLock.model_validate(doc.data if doc is not None else None)
     except ValidationError as exc:
         err = exc.errors()[0]
-        raise InputError(f"{path}: field {'.'.join(map(str, err['loc']))}: {err['msg']}") from exc
+        loc = tuple(err["loc"])
+        where = f"{path}:{locate(doc.node, loc)[0]}" if doc is not None else str(path)
+        raise InputError(f"{where}: field {'.'.join(map(str, loc))}: {cut(err['msg'])}") from None
     for entry in lock.crds:
         if (
             entry.file.startswith("/")

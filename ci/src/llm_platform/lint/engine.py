@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from llm_platform.cache_root import cache_root
+from llm_platform.documents import file_type
 from llm_platform.errors import InputError
 from llm_platform.lint import argocd, policy, xref
 from llm_platform.lint.cel import CelOutcome
 from llm_platform.lint.config import LintConfig
 from llm_platform.lint.model import Coverage, Finding, LintReport
-from llm_platform.lint.render import KUSTOMIZATION_NAMES, Kustomization, Renderer, discover
+from llm_platform.lint.render import (
+    KUSTOMIZATION_NAMES,
+    Kustomization,
+    Renderer,
+    cycles,
+    discover,
+    real_path,
+)
 from llm_platform.lint.schemas import CoreSchemas, CrdStore, is_builtin_group, resolve_kubernetes_version
-from llm_platform.lint.sources import SourceDoc, SourceFile, load_file
+from llm_platform.lint.sources import SourceDoc, SourceFile, finding, load_file
 from llm_platform.lint.structural import SchemaError
 from llm_platform.lint.tree import K8sObject, Tree, display_path
 
@@ -68,7 +77,12 @@ def run_lint(
         _collect(tree, renderer, coverage)
         # Kustomizations that Applications point at directly but that are only included elsewhere.
         renderer.start(
-            [d for d in argocd.kustomize_targets(tree) if d in tree.kustomizations and d not in tree.rendered]
+            [
+                d
+                for d in argocd.kustomize_targets(tree)
+                if d in tree.kustomizations and d not in tree.rendered
+            ],
+            tree.kustomizations,
         )
         _collect(tree, renderer, coverage)
     finally:
@@ -106,7 +120,7 @@ def _load(
     roots: list[Path], cwd: Path, repo_root: Path, config: LintConfig, renderer: Renderer, coverage: Coverage
 ) -> Tree:
     """Load kustomizations first and start rendering them, then load every other file meanwhile."""
-    paths = _yaml_files(roots)
+    paths, refused = _yaml_files(roots, [repo_root, *roots], cwd)
     files: dict[Path, SourceFile] = {}
     kdata: dict[Path, dict[str, Any]] = {}
     for path in paths:
@@ -116,7 +130,8 @@ def _load(
                 kdata[path] = sf.docs[0].data
     kusts = discover(kdata)
     included = set().union(*(k.child_dirs for k in kusts.values())) if kusts else set()
-    renderer.start([d for d in kusts if d not in included])
+    regular = set(paths)  # what the walk found to be regular files: not looked at again
+    renderer.start([d for d in kusts if d not in included], kusts, regular)
     for path in paths:
         if path not in files:
             files[path] = load_file(path, display_path(path, cwd))
@@ -135,7 +150,9 @@ def _load(
         value_docs=[],
         config=config,
         cwd=cwd,
+        findings=refused,
     )
+    _report_cycles(tree, kusts)
     for path, sf in files.items():
         for doc in sf.docs:
             data = doc.data
@@ -181,18 +198,110 @@ def _repo_root(first: Path, config: LintConfig, cwd: Path) -> Path:
     return start.resolve().parent if first.is_dir() else start.resolve()
 
 
-def _yaml_files(roots: list[Path]) -> list[Path]:
+def _is_manifest_name(name: str) -> bool:
+    return name.endswith((".yaml", ".yml")) or name == "Kustomization"
+
+
+def _yaml_files(roots: list[Path], inside: list[Path], cwd: Path) -> tuple[list[Path], list[Finding]]:
+    """The manifest files under `roots` (resolved), and findings for what is never read: entries named
+    like manifests that are not regular files (a FIFO would block the read for ever), symlink loops,
+    and symlinks that point outside `inside` (the repository and the roots). Hidden directories and
+    symlinked directories are not entered."""
     out: set[Path] = set()
+    findings: list[Finding] = []
+    bounds = [real_path(p) for p in inside]
+
+    def refuse(rule_id: str, path: Path, message: str) -> None:
+        # Named as the entry itself (its directory resolved), never as where a symlink points.
+        entry_path = real_path(path.parent) / path.name
+        try:
+            display = entry_path.relative_to(real_path(cwd)).as_posix()
+        except ValueError:
+            display = entry_path.as_posix()
+        findings.append(finding(rule_id, display, 1, 1, message))
+
+    def entry(path: Path, is_link: bool, mode: int) -> None:
+        """One directory entry that is not a directory (`mode`: its lstat mode)."""
+        if is_link:
+            target = real_path(path)
+            try:
+                mode = os.stat(path).st_mode
+            except FileNotFoundError:
+                mode = 0  # dangling: a manifest name is read (and reported as missing) below
+            except OSError:
+                refuse(
+                    "yaml-symlink-loop", path, f"symlink loop ({os.readlink(path)}): never resolves, not read"
+                )
+                return
+            if not any(target.is_relative_to(b) for b in bounds):
+                refuse(
+                    "yaml-symlink-escape",
+                    path,
+                    f"symlink to {target.as_posix()}, outside the repository: not read",
+                )
+                return
+            if stat.S_ISDIR(mode):
+                return  # symlinked directories are not entered
+            if not _is_manifest_name(path.name):
+                return
+            if mode and not stat.S_ISREG(mode):
+                refuse(
+                    "yaml-not-regular-file",
+                    path,
+                    f"symlink to {file_type(mode)}, not a regular file: not read",
+                )
+                return
+            out.add(target)
+        elif _is_manifest_name(path.name):
+            if not stat.S_ISREG(mode):
+                refuse("yaml-not-regular-file", path, f"{file_type(mode)}, not a regular file: not read")
+                return
+            out.add(real_path(path))
+
     for root in roots:
-        if root.is_file():
-            out.add(root.resolve())
+        try:
+            st = os.lstat(root)
+        except OSError:
             continue
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in filenames:
-                if name.endswith((".yaml", ".yml")) or name == "Kustomization":
-                    out.add((Path(dirpath) / name).resolve())
-    return sorted(out)
+        if not os.path.isdir(root):
+            entry(root, stat.S_ISLNK(st.st_mode), st.st_mode)
+            continue
+        stack = [root]
+        while stack:
+            directory = stack.pop()
+            try:
+                with os.scandir(directory) as it:
+                    entries = sorted(it, key=lambda e: e.name, reverse=True)
+            except OSError:
+                continue
+            for e in entries:
+                if e.name.startswith(".") and not e.is_file(follow_symlinks=False):
+                    continue  # .git and friends
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(Path(e.path))
+                else:
+                    entry(Path(e.path), stat.S_ISLNK(st.st_mode), st.st_mode)
+    return sorted(out), findings
+
+
+def _report_cycles(tree: Tree, kusts: dict[Path, Kustomization]) -> None:
+    """A kustomization cycle: reported once, at the reference that closes it, naming every directory."""
+    for cycle in cycles(kusts):
+        names = [tree.display(d) for d in cycle]
+        first, nxt = kusts[cycle[0]], cycle[1] if len(cycle) > 1 else cycle[0]
+        field, index = first.includes[nxt]
+        sf = tree.files.get(first.file)
+        line, col = sf.docs[0].locate((field, index)) if sf and sf.docs else (1, 1)
+        if len(cycle) == 1:
+            message = f"kustomization cycle: {names[0]} includes itself"
+        else:
+            chain = ", which includes ".join(names[1:])
+            message = f"kustomization cycle: {names[0]} includes {chain}, which includes {names[0]} again"
+        tree.report_at("render-kustomize-cycle", tree.display(first.file), line, col, message)
 
 
 def _name(data: dict[str, Any]) -> str:
@@ -242,7 +351,8 @@ def _collect(tree: Tree, renderer: Renderer, coverage: Coverage) -> None:
         if result.error is not None:
             kdoc = tree.files[k.file].docs[0] if tree.files.get(k.file) and tree.files[k.file].docs else None
             line, col = kdoc.locate() if kdoc else (1, 1)
-            tree.report_at("render-kustomize", kdisplay, line, col, f"kustomize build failed: {result.error}")
+            message = result.error if result.refused else f"kustomize build failed: {result.error}"
+            tree.report_at("render-kustomize", kdisplay, line, col, message)
             continue
         coverage.kustomizations_rendered += 1
         for data in result.objects:

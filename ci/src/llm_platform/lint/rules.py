@@ -51,6 +51,34 @@ _RULES: list[Rule] = [
         rationale="yes/no/on/off are booleans for Kubernetes (YAML 1.1) but strings elsewhere; quote them.",
     ),
     Rule(
+        id="yaml-limits",
+        category="yaml",
+        severity=_E,
+        rationale="A file over the parser's bounds (size, nesting depth, nodes with aliases expanded, alias "
+        "count) is not parsed: an alias bomb or deep nesting would exhaust memory and time.",
+    ),
+    Rule(
+        id="yaml-not-regular-file",
+        category="yaml",
+        severity=_E,
+        rationale="A FIFO, device or socket named like a manifest is never read (reading it could block for "
+        "ever); no tool can apply it.",
+    ),
+    Rule(
+        id="yaml-symlink-loop",
+        category="yaml",
+        severity=_E,
+        rationale="A symlink that resolves to itself can be read by no tool; Argo CD fails the manifest "
+        "generation of its Application.",
+    ),
+    Rule(
+        id="yaml-symlink-escape",
+        category="yaml",
+        severity=_E,
+        rationale="A symlink pointing outside the repository reads files no review covers; Argo CD refuses "
+        "such out-of-bounds symlinks.",
+    ),
+    Rule(
         id="k8s-object-identity",
         category="yaml",
         severity=_E,
@@ -68,6 +96,13 @@ _RULES: list[Rule] = [
         category="render",
         severity=_E,
         rationale="A kustomization that does not build makes its whole Application fail to sync.",
+    ),
+    Rule(
+        id="render-kustomize-cycle",
+        category="render",
+        severity=_E,
+        rationale="Kustomizations that include each other never build (kustomize refuses the cycle), and "
+        "none of them is rendered by lint: a cycle would otherwise lint as clean.",
     ),
     # Schemas
     Rule(

@@ -14,10 +14,10 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
-import yaml
 from packaging.version import Version
 from referencing import Registry, Resource
 
+from llm_platform.documents import MANIFEST_LIMITS, DocumentError, iter_yaml, load_json, read_bytes
 from llm_platform.errors import InputError
 from llm_platform.lint.structural import JsonPath, SchemaError, StructuralValidator
 from llm_platform.oci import atomic_write
@@ -154,7 +154,6 @@ class CrdVersions:
 # Per-process memos: a file is indexed/parsed once however many lint runs read it (tests, bench, Dagger).
 _INDEX_MEMO: dict[tuple[str, int, int], list[tuple[str, str]]] = {}
 _PARSE_MEMO: dict[tuple[str, int, int], list[dict[str, Any]]] = {}
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _strip_descriptions(node: Any) -> Any:
@@ -198,8 +197,10 @@ class CrdStore:
         kinds = _INDEX_MEMO.get(key)
         if kinds is None:
             try:
-                text = path.read_text(encoding="utf-8", errors="replace")
-            except OSError:
+                text = read_bytes(path, MANIFEST_LIMITS).decode("utf-8", errors="replace")
+            except DocumentError as exc:
+                if exc.kind == "limit":
+                    raise InputError(f"--crds: {exc}") from None
                 return
             if "CustomResourceDefinition" not in text:
                 kinds = []
@@ -227,13 +228,14 @@ class CrdStore:
         memo_key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
         docs = _PARSE_MEMO.get(memo_key)
         if docs is None:
-            raw = path.read_bytes() if text is None else text.encode()
+            raw = read_bytes(path, MANIFEST_LIMITS) if text is None else text.encode()
             docs = self._cached(raw)
             if docs is None:
-                try:
-                    loaded = [d for d in yaml.load_all(raw, Loader=_Loader) if isinstance(d, dict)]
-                except yaml.YAMLError as exc:
-                    raise InputError(f"{path}: not valid YAML: {exc}") from exc
+                loaded = [
+                    doc.data
+                    for doc in iter_yaml(raw, source=str(path), limits=MANIFEST_LIMITS)
+                    if isinstance(doc.data, dict)
+                ]
                 docs = [_strip_descriptions(d) for d in loaded if d.get("kind") == "CustomResourceDefinition"]
                 self._store_cache(raw, docs)
             _PARSE_MEMO[memo_key] = docs
@@ -252,9 +254,9 @@ class CrdStore:
         if p is None or not p.is_file():
             return None
         try:
-            data = json.loads(p.read_text())
-        except (OSError, ValueError):
-            return None
+            data = load_json(read_bytes(p, MANIFEST_LIMITS), source=str(p), limits=MANIFEST_LIMITS)
+        except DocumentError:
+            return None  # a cache entry we cannot use is parsed again from the CRD file
         return data if isinstance(data, list) else None
 
     def _store_cache(self, raw: bytes, docs: list[dict[str, Any]]) -> None:

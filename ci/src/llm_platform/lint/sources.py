@@ -1,5 +1,6 @@
-"""Reading YAML with positions: libyaml composes each document into nodes that keep line/column marks,
-so findings point at lines; values are constructed with YAML 1.1 rules, as Kubernetes reads them."""
+"""Reading YAML with positions: each document is composed into nodes that keep line/column marks, so
+findings point at lines; values are constructed with YAML 1.1 rules, as Kubernetes reads them. Reading
+and parsing are bounded (`llm_platform.documents`): a file beyond the limits is a finding, not a hang."""
 
 from __future__ import annotations
 
@@ -9,18 +10,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from llm_platform.documents import MANIFEST_LIMITS, DocumentError, iter_yaml, locate, plain, read_text
 from llm_platform.lint.model import Finding
 from llm_platform.lint.rules import rule
+
+__all__ = ["JsonPath", "SourceDoc", "SourceFile", "finding", "load_file", "locate", "plain"]
 
 _TRUTHY = {"yes", "no", "on", "off"}
 _TAB_INDENT = re.compile(r"^[ ]*\t", re.MULTILINE)
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 
 JsonPath = tuple[str | int, ...]
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# What a refused file is reported as: the reason it could not be parsed.
+_READ_RULES = {
+    "not-regular": "yaml-not-regular-file",
+    "symlink-loop": "yaml-symlink-loop",
+    "limit": "yaml-limits",
+}
 
 
 @dataclass
@@ -41,6 +49,7 @@ class SourceFile:
     display: str
     docs: list[SourceDoc] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    text: str = ""
 
 
 def finding(rule_id: str, display: str, line: int, col: int, message: str, obj: str | None = None) -> Finding:
@@ -60,34 +69,21 @@ def _mark(node: Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
-def locate(node: Node, json_path: JsonPath) -> tuple[int, int]:
-    """1-based line/col of the deepest part of `json_path` present under `node` (the key, for a mapping)."""
-    pos = _mark(node)
-    current: Node | None = node
-    for part in json_path:
-        nxt: Node | None = None
-        if isinstance(current, MappingNode) and isinstance(part, str):
-            for k, v in current.value:
-                if isinstance(k, ScalarNode) and k.value == part:
-                    pos, nxt = _mark(k), v
-        elif isinstance(current, SequenceNode) and isinstance(part, int) and 0 <= part < len(current.value):
-            nxt = current.value[part]
-            pos = _mark(nxt)
-        if nxt is None:
-            break
-        current = nxt
-    return pos
+def _position(exc: DocumentError) -> tuple[int, int]:
+    """Where to fix it: an unclosed quote or bracket where it opens, anything else where it was found."""
+    return exc.opening or (exc.line or 1, exc.column or 1)
 
 
-def plain(value: Any) -> Any:
-    """Constructed YAML to JSON-like values (dates stay the text the API server would get)."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+def _refused(sf: SourceFile, exc: DocumentError) -> None:
+    rule_id = _READ_RULES.get(exc.kind, "yaml-syntax")
+    if exc.kind in ("syntax", "limit"):
+        message = exc.detail.removeprefix("not valid YAML: ")
+    elif exc.kind in ("not-regular", "symlink-loop"):
+        message = exc.detail
+    else:
+        message = f"cannot read file: {exc.detail.removeprefix('cannot read: ')}"
+    line, col = _position(exc)
+    sf.findings.append(finding(rule_id, sf.display, line, col, message))
 
 
 def load_file(path: Path, display: str, text: str | None = None) -> SourceFile:
@@ -95,10 +91,11 @@ def load_file(path: Path, display: str, text: str | None = None) -> SourceFile:
     sf = SourceFile(path=path, display=display)
     if text is None:
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            sf.findings.append(finding("yaml-syntax", display, 1, 1, f"cannot read file: {exc}"))
+            text = read_text(path, MANIFEST_LIMITS, source=display)
+        except DocumentError as exc:
+            _refused(sf, exc)
             return sf
+    sf.text = text
     tab_lines = set()
     for m in _TAB_INDENT.finditer(text):
         line = text.count("\n", 0, m.start()) + 1
@@ -106,32 +103,16 @@ def load_file(path: Path, display: str, text: str | None = None) -> SourceFile:
         sf.findings.append(
             finding("yaml-tab", display, line, m.end() - m.start(), "tab character in indentation")
         )
-    loader = _Loader(text)
-    index = 0
     try:
-        while loader.check_node():
-            node = loader.get_node()
-            data = plain(loader.construct_document(node))
-            if data is not None:
-                sf.docs.append(SourceDoc(path=path, display=display, index=index, node=node, data=data))
-                _node_checks(sf, node)
-            index += 1
-    except yaml.MarkedYAMLError as exc:
-        mark, message = exc.problem_mark or exc.context_mark, str(exc.problem or exc.context)
-        if (
-            exc.context_mark is not None
-            and exc.problem_mark is not None
-            and exc.problem_mark.index >= len(text.rstrip())
-        ):
-            # Hit the end of the file (an unclosed quote or bracket): the opening is the place to fix.
-            mark, message = exc.context_mark, f"{exc.context}: not closed before the end of the file"
-        line, col = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-        if line not in tab_lines:  # a tab is the real cause: already reported
-            sf.findings.append(finding("yaml-syntax", display, line, col, message))
-    except yaml.YAMLError as exc:
-        sf.findings.append(finding("yaml-syntax", display, 1, 1, str(exc).splitlines()[0]))
-    finally:
-        loader.dispose()
+        for doc in iter_yaml(text, source=display, limits=MANIFEST_LIMITS):
+            if doc.data is not None:
+                sf.docs.append(
+                    SourceDoc(path=path, display=display, index=doc.index, node=doc.node, data=doc.data)
+                )
+                _node_checks(sf, doc.node)
+    except DocumentError as exc:
+        if not (exc.syntax and _position(exc)[0] in tab_lines):  # a tab is the real cause: already reported
+            _refused(sf, exc)
     return sf
 
 

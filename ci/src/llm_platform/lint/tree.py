@@ -8,7 +8,7 @@ from typing import Any
 
 from llm_platform.lint.config import LintConfig
 from llm_platform.lint.model import Finding
-from llm_platform.lint.render import Kustomization
+from llm_platform.lint.render import Kustomization, real_path
 from llm_platform.lint.rules import IGNORE_ANNOTATION
 from llm_platform.lint.sources import JsonPath, SourceDoc, SourceFile, finding
 
@@ -114,7 +114,9 @@ class Tree:
 
 
 def display_path(path: Path, cwd: Path) -> str:
+    """`path` (symlinks resolved as far as they go: a loop does not raise) relative to `cwd` if inside."""
+    real = real_path(path)
     try:
-        return path.resolve().relative_to(cwd.resolve()).as_posix()
+        return real.relative_to(real_path(cwd)).as_posix()
     except ValueError:
-        return path.resolve().as_posix()
+        return real.as_posix()

@@ -8,9 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
+from llm_platform.documents import MANIFEST_LIMITS, DocumentError, load_yaml
 from llm_platform.lint.argocd import AppGraph
 from llm_platform.lint.sources import SourceDoc, finding
 from llm_platform.lint.tree import K8sObject, Tree
@@ -379,12 +377,10 @@ def _model_lists(idx: _Index) -> list[tuple[list[Any], str, int, str]]:
     """(model_list, display path, line of `model_list`, text) from ConfigMaps and values files."""
     out: list[tuple[list[Any], str, int, str]] = []
     for cm in idx.by_kind.get("ConfigMap", []):
-        for key, text in (cm.data.get("data") or {}).items():
+        data = cm.data.get("data")
+        for key, text in data.items() if isinstance(data, dict) else ():  # not a mapping: schema-invalid
             if isinstance(text, str) and "model_list" in text:
-                try:
-                    parsed = YAML(typ="safe").load(text)
-                except YAMLError:
-                    continue
+                parsed = _embedded_yaml(text, cm.display)
                 if isinstance(parsed, dict) and isinstance(parsed.get("model_list"), list):
                     line, _ = cm.at(("data", key))
                     out.append((parsed["model_list"], cm.display, line, text))
@@ -414,10 +410,7 @@ def _model_lists(idx: _Index) -> list[tuple[list[Any], str, int, str]]:
                 out.append((ml, app.display, line, ""))
             text = helm.get("values")
             if isinstance(text, str) and "model_list" in text:
-                try:
-                    parsed = YAML(typ="safe").load(text)
-                except YAMLError:
-                    continue
+                parsed = _embedded_yaml(text, app.display)
                 ml = (
                     (parsed.get("proxy_config") or {}).get("model_list") if isinstance(parsed, dict) else None
                 )
@@ -425,6 +418,16 @@ def _model_lists(idx: _Index) -> list[tuple[list[Any], str, int, str]]:
                     line, _ = app.at((*where, "values"))
                     out.append((ml, app.display, line, text))
     return out
+
+
+def _embedded_yaml(text: str, display: str) -> Any:
+    """A YAML document held in a string (a LiteLLM config in a ConfigMap or in Helm values); None when
+    it does not parse (the LiteLLM pod would fail on it, which is not this rule's business)."""
+    try:
+        doc = load_yaml(text, source=display, limits=MANIFEST_LIMITS, unique_keys=False)
+    except DocumentError:
+        return None
+    return doc.data if doc is not None else None
 
 
 def _values_model_list(doc: SourceDoc, out: list[tuple[list[Any], str, int, str]]) -> None:
@@ -476,6 +479,6 @@ def _litellm(idx: _Index) -> None:
 
 def _file_lines(idx: _Index, display: str) -> list[str]:
     if display not in idx.lines:
-        path = next((p for p, sf in idx.tree.files.items() if sf.display == display), None)
-        idx.lines[display] = path.read_text().splitlines() if path else []
+        sf = next((sf for sf in idx.tree.files.values() if sf.display == display), None)
+        idx.lines[display] = sf.text.splitlines() if sf else []
     return idx.lines[display]

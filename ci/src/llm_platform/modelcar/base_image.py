@@ -8,13 +8,13 @@ reference grammar, credential resolution and HTTP client), the same code the pus
 
 from __future__ import annotations
 
-import json
 import re
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llm_platform.documents import OCI_LIMITS, DocumentError, cut, load_json, read_bytes
 from llm_platform.errors import InputError, PlatformError
 from llm_platform.modelcar.blob import Blob, StreamBlob, read_file_chunks
 from llm_platform.oci import (
@@ -69,9 +69,15 @@ class BaseImage:
 
 
 class _Reader:
-    """Manifests and blobs of one image, wherever they live."""
+    """Manifests and blobs of one image, wherever they live. `bad` is what a malformed document is:
+    the user's input (InputError) in a local layout, a service's fault (PlatformError) in a registry."""
 
     origin: str
+    bad: type[PlatformError] = PlatformError
+
+    def name(self, digest: str) -> str:
+        """How errors name the document `digest`."""
+        return f"{self.origin}{digest}"
 
     def manifest(self, descriptor_or_ref: str) -> tuple[bytes, str]:
         raise NotImplementedError
@@ -84,9 +90,14 @@ class _Reader:
 
 
 class _LayoutReader(_Reader):
+    bad = InputError
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.origin = f"oci:{root}: "
+
+    def name(self, digest: str) -> str:
+        return f"{self.origin}blobs/sha256/{digest.removeprefix('sha256:')}"
 
     def _path(self, digest: str) -> Path:
         if not DIGEST_RE.match(digest):
@@ -95,16 +106,19 @@ class _LayoutReader(_Reader):
 
     def blob(self, digest: str) -> bytes:
         try:
-            data = self._path(digest).read_bytes()
-        except FileNotFoundError:
-            raise PlatformError(f"{self.origin}blob {digest} is missing from the layout") from None
+            data = read_bytes(self._path(digest), OCI_LIMITS, source=self.name(digest))
+        except DocumentError as exc:
+            if exc.kind == "missing":
+                raise PlatformError(f"{self.origin}blob {digest} is missing from the layout") from None
+            raise
         if sha256_digest(data) != digest:
             raise PlatformError(f"{self.origin}blob {digest} does not match its digest")
         return data
 
     def manifest(self, descriptor_or_ref: str) -> tuple[bytes, str]:
         data = self.blob(descriptor_or_ref)
-        return data, str(json.loads(data).get("mediaType", ""))
+        declared = _object(self, data, self.name(descriptor_or_ref)).get("mediaType")
+        return data, declared if isinstance(declared, str) else ""
 
     def layer(self, descriptor: dict[str, Any]) -> Blob:
         path = self._path(descriptor["digest"])
@@ -129,11 +143,8 @@ class _RegistryReader(_Reader):
 
     def manifest(self, descriptor_or_ref: str) -> tuple[bytes, str]:
         data, _, content_type = self.client.get_manifest(self.repository, descriptor_or_ref)
-        try:
-            declared = json.loads(data).get("mediaType")
-        except (ValueError, AttributeError):
-            raise PlatformError(f"{self.origin}manifest {descriptor_or_ref} is not a JSON object") from None
-        return data, str(declared or content_type)
+        declared = _object(self, data, self.name(descriptor_or_ref)).get("mediaType")
+        return data, declared if isinstance(declared, str) and declared else str(content_type)
 
     def blob(self, digest: str) -> bytes:
         return self.client.get_blob(self.repository, digest)
@@ -145,6 +156,48 @@ class _RegistryReader(_Reader):
             lambda: self.client.stream_blob(self.repository, digest, size=size),
             self.origin,
         )
+
+
+def _object(reader: _Reader, data: bytes, where: str) -> dict[str, Any]:
+    """An OCI JSON document (index, manifest, config) as an object, within OCI_LIMITS."""
+    try:
+        document = load_json(data, source=where, limits=OCI_LIMITS)
+    except DocumentError as exc:
+        raise reader.bad(str(exc)) from None
+    if not isinstance(document, dict):
+        raise reader.bad(f"{where}: not a JSON object")
+    return document
+
+
+def _field_list(reader: _Reader, document: dict[str, Any], key: str, where: str) -> list[Any]:
+    value = document.get(key)
+    if not isinstance(value, list):
+        problem = "missing" if value is None else "not a list"
+        raise reader.bad(f"{where}: {key}: {problem} (an OCI {_kind(key)} needs it)")
+    return value
+
+
+def _kind(key: str) -> str:
+    return {"manifests": "index", "layers": "image manifest", "config": "image manifest"}.get(key, "document")
+
+
+def _descriptor(
+    reader: _Reader, entry: Any, where: str, field: str, *, sized: bool = False
+) -> dict[str, Any]:
+    """`entry` checked as an OCI descriptor: mediaType and digest (and size, for what is streamed)."""
+    if not isinstance(entry, dict):
+        raise reader.bad(f"{where}: {field}: not a descriptor object")
+    for key in ("mediaType", "digest"):
+        if not isinstance(entry.get(key), str) or not entry[key]:
+            raise reader.bad(
+                f"{where}: {field}.{key}: missing (a descriptor needs mediaType, digest and size)"
+            )
+    if not DIGEST_RE.match(entry["digest"]):
+        raise reader.bad(f"{where}: {field}.digest: {cut(entry['digest'], 80)!r} is not a sha256 digest")
+    size = entry.get("size")
+    if sized and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise reader.bad(f"{where}: {field}.size: missing or not a byte count")
+    return entry
 
 
 def _layer_blob(descriptor: dict[str, Any], opener: Any, origin: str) -> Blob:
@@ -159,38 +212,55 @@ def _layer_blob(descriptor: dict[str, Any], opener: Any, origin: str) -> Blob:
     )
 
 
-def _select_platform(index: dict[str, Any], platform: Platform, origin: str) -> dict[str, Any]:
-    entries = index.get("manifests") or []
-    for entry in entries:
-        if platform.matches(entry.get("platform") or {}):
+def _select_platform(
+    reader: _Reader, index: dict[str, Any], platform: Platform, where: str
+) -> dict[str, Any]:
+    entries = _field_list(reader, index, "manifests", where)
+    for i, entry in enumerate(entries):
+        entry = _descriptor(reader, entry, where, f"manifests[{i}]")
+        wanted = entry.get("platform")
+        if platform.matches(wanted if isinstance(wanted, dict) else {}):
             return dict(entry)
     available = sorted(
-        "/".join(p for p in (e.get("platform", {}).get(k) for k in ("os", "architecture", "variant")) if p)
+        "/".join(str(p) for p in (e["platform"].get(k) for k in ("os", "architecture", "variant")) if p)
         for e in entries
+        if isinstance(e.get("platform"), dict)
     )
     raise InputError(
-        f"{origin}no manifest for platform {platform} (available: {', '.join(available) or 'none'})"
+        f"{reader.origin}no manifest for platform {platform} (available: {', '.join(available) or 'none'})"
     )
 
 
 def _resolve(reader: _Reader, first: str, reference: str, platform: Platform) -> BaseImage:
     data, media_type = reader.manifest(first)
     digest = sha256_digest(data)
-    document = json.loads(data)
+    where = reader.name(first)
+    document = _object(reader, data, where)
     if media_type in INDEX_TYPES or "manifests" in document:
-        entry = _select_platform(document, platform, reader.origin)
+        entry = _select_platform(reader, document, platform, where)
         data, media_type = reader.manifest(entry["digest"])
-        digest, document = sha256_digest(data), json.loads(data)
+        digest, where = sha256_digest(data), reader.name(entry["digest"])
+        document = _object(reader, data, where)
     if media_type not in MANIFEST_TYPES and "config" not in document:
         raise PlatformError(
             f"{reader.origin}{digest} is not an image manifest ({media_type or 'no media type'})"
         )
-    config = json.loads(reader.blob(document["config"]["digest"]))
-    actual = Platform(config.get("os", ""), config.get("architecture", ""), config.get("variant"))
+    config_descriptor = _descriptor(reader, document.get("config"), where, "config")
+    descriptors = [
+        _descriptor(reader, layer, where, f"layers[{i}]", sized=True)
+        for i, layer in enumerate(_field_list(reader, document, "layers", where))
+    ]
+    config_where = reader.name(config_descriptor["digest"])
+    config = _object(reader, reader.blob(config_descriptor["digest"]), config_where)
+    actual = Platform(str(config.get("os", "")), str(config.get("architecture", "")), config.get("variant"))
     if (actual.os, actual.architecture) != (platform.os, platform.architecture):
         raise InputError(f"{reader.origin}base image is {actual}, not the requested {platform}")
-    layers = [reader.layer(layer) for layer in document.get("layers", [])]
-    if len(layers) != len(config.get("rootfs", {}).get("diff_ids", [])):
+    rootfs = config.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list):
+        raise reader.bad(f"{config_where}: rootfs.diff_ids: missing (an image config needs it)")
+    layers = [reader.layer(layer) for layer in descriptors]
+    if len(layers) != len(diff_ids):
         raise PlatformError(f"{reader.origin}config rootfs.diff_ids does not match the manifest's layers")
     return BaseImage(reference=reference, manifest_digest=digest, config=config, layers=layers)
 
@@ -207,26 +277,34 @@ def split_layout_reference(reference: str) -> tuple[Path, str | None]:
 
 def _layout(reference: str, platform: Platform) -> BaseImage:
     root, tag = split_layout_reference(reference)
-    try:
-        index = json.loads((root / "index.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"--base {reference}: not an OCI layout (index.json: {exc.__class__.__name__})"
-        ) from None
     reader = _LayoutReader(root)
-    entries = index.get("manifests") or []
+    where = f"--base {reference}: index.json"
+    try:
+        raw = read_bytes(root / "index.json", OCI_LIMITS, source=where)
+    except DocumentError as exc:
+        if exc.kind == "limit":
+            raise
+        raise InputError(f"--base {reference}: not an OCI layout (index.json: {exc.detail})") from None
+    index = _object(reader, raw, where)
+    every = [
+        _descriptor(reader, e, where, f"manifests[{i}]")
+        for i, e in enumerate(_field_list(reader, index, "manifests", where))
+    ]
+    entries = every
+
+    def ref_name(entry: dict[str, Any]) -> Any:
+        annotations = entry.get("annotations")
+        return annotations.get(ANNOTATION_REF_NAME) if isinstance(annotations, dict) else None
+
     if tag is not None:
-        entries = [e for e in entries if (e.get("annotations") or {}).get(ANNOTATION_REF_NAME) == tag]
+        entries = [e for e in entries if ref_name(e) == tag]
         if not entries:
-            raise InputError(f"--base {reference}: no image tagged {tag!r} in the layout")
+            raise InputError(f"--base {reference}: no image tagged {cut(tag, 80)!r} in the layout")
     if len(entries) != 1:
         if tag is None and entries and all("platform" in e for e in entries):
-            entries = [_select_platform(index, platform, reader.origin)]
+            entries = [_select_platform(reader, index, platform, where)]
         else:
-            tags = sorted(
-                (e.get("annotations") or {}).get(ANNOTATION_REF_NAME, "?")
-                for e in index.get("manifests") or []
-            )
+            tags = sorted(str(ref_name(e) or "?") for e in every)
             raise InputError(
                 f"--base {reference}: the layout holds {len(entries)} images; name one of {tags}"
             )

@@ -13,10 +13,11 @@ from collections.abc import Collection
 from pathlib import Path
 
 from llm_platform.cache_root import cache_root
+from llm_platform.documents import CACHE_LIMITS, DocumentError, load_json_file
 from llm_platform.logs import get_logger
 from llm_platform.modelcar import tar_layer
 from llm_platform.modelcar.image import ImagePlan
-from llm_platform.modelcar.source import ModelSource
+from llm_platform.modelcar.source import ModelSource, file_identity
 from llm_platform.oci import atomic_write
 
 log = get_logger("modelcar.digest_cache")
@@ -44,22 +45,17 @@ class LayerDigestCache:
         self._forgotten: set[tuple[str, str]] = set()  # (table, key) removed here: not merged back on save
         if self.path and self.path.is_file():
             try:
-                data = json.loads(self.path.read_text())
+                data = load_json_file(self.path, CACHE_LIMITS)
                 self.files = dict(data.get("files", {}))
                 self.layers = dict(data.get("layers", {}))
                 self.paths = dict(data.get("paths", {}))
-            except (ValueError, OSError, AttributeError):
-                log.warning("ignoring unreadable digest cache %s", self.path)
+            except (DocumentError, ValueError, TypeError, AttributeError) as exc:
+                log.warning("ignoring unreadable digest cache %s (%s)", self.path, exc)
 
     @staticmethod
     def file_key(path: Path) -> str | None:
-        try:
-            st = path.stat()
-        except OSError:
-            return None
-        return (
-            f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{os.path.realpath(path)}"
-        )
+        """The file's identity (`source.file_identity`, the one definition stable reads compare too)."""
+        return file_identity(path)
 
     @staticmethod
     def layer_key(model_path: str, size: int, sha256: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llm_platform.documents import CONFIG_LIMITS, DocumentError, load_json, read_bytes
 from llm_platform.errors import InputError
 from llm_platform.modelcar.spec import load_spec, spec_sha256
 from llm_platform.oci import DIGEST_PATTERN, GIT_COMMIT_RE, SHA256_HEX_RE
@@ -59,11 +60,13 @@ def render_lock(lock: ModelLock) -> bytes:
 def parse_lock(data: bytes, *, source: str) -> ModelLock:
     """Parse a lock's bytes; `source` names the file in errors."""
     try:
-        raw = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        line = getattr(exc, "lineno", None)
-        where = f"{source}:{line}" if line else source
-        raise InputError(f"{where}: not a valid JSON lock file: {exc}") from exc
+        raw = load_json(data, source=source, limits=CONFIG_LIMITS)
+    except DocumentError as exc:
+        if exc.syntax:
+            raise InputError(
+                f"{exc.where}: not a valid JSON lock file: {exc.detail.removeprefix('not valid JSON: ')}"
+            ) from None
+        raise
     try:
         return ModelLock.model_validate(raw)
     except ValidationError as exc:
@@ -75,9 +78,13 @@ def parse_lock(data: bytes, *, source: str) -> ModelLock:
 
 def read_lock(path: Path) -> ModelLock | None:
     """The lock at `path`, or None when there is none yet."""
-    if not path.is_file():
-        return None
-    return parse_lock(path.read_bytes(), source=str(path))
+    try:
+        data = read_bytes(path, CONFIG_LIMITS)
+    except DocumentError as exc:
+        if exc.kind == "missing":
+            return None
+        raise
+    return parse_lock(data, source=str(path))
 
 
 class StaleSpecs(BaseModel):

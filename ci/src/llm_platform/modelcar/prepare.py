@@ -19,6 +19,7 @@ from llm_platform.modelcar.base_image import BaseImage, Platform, load_base, par
 from llm_platform.modelcar.image import ImagePlan, plan_image
 from llm_platform.modelcar.source import ModelSource, open_source
 from llm_platform.modelcar.spec import ModelcarSpec, load_spec
+from llm_platform.network import NetworkBounds
 
 log = get_logger("modelcar.prepare")
 
@@ -37,6 +38,7 @@ class SourceOptions(BaseModel):
     platform: str = "linux/amd64"
     hf_token: SecretStr | None = None  # None: $HF_TOKEN
     cache_dir: Path | None = None  # the digest cache; None: none is read or written
+    timeout: float | None = None  # the Hub's stall bound, s (llm_platform.network); None: env or 60
 
 
 @dataclass
@@ -77,7 +79,9 @@ def prepare(options: SourceOptions) -> PreparedModelcar:
     base_ref = options.base or spec.image.base
     base = load_base(base_ref, platform)
     token = options.hf_token.get_secret_value() if options.hf_token else None
-    source = open_source(spec, source_dir=options.source_dir, token=token)
+    source = open_source(
+        spec, source_dir=options.source_dir, token=token, bounds=NetworkBounds.from_timeout(options.timeout)
+    )
     cache = digest_cache.LayerDigestCache(options.cache_dir)
     log.info(
         "%s: %d files from %s on %s (%s)", spec.name, len(source.files), source.location, base_ref, platform

@@ -23,6 +23,7 @@ from llm_platform.modelcar import tar_layer
 from llm_platform.modelcar.image import ImagePlan, ModelLayer, reuse_from_manifest
 from llm_platform.modelcar.prepare import PreparedModelcar, SourceOptions, prepare
 from llm_platform.modelcar.push import PushCounters, PushTarget, push_image, push_tags, verify_blobs
+from llm_platform.network import NetworkBounds
 from llm_platform.oci import ANNOTATION_REVISION, ANNOTATION_SPEC
 from llm_platform.registry.auth import resolve_credentials
 from llm_platform.registry.client import RegistryClient, scheme_for
@@ -53,6 +54,7 @@ class PushOptions(BaseModel):
     max_layer_size: int | None = None
     retries: int = 4
     backoff: float = 0.5
+    timeout: float | None = None  # the registry's stall bound, s (llm_platform.network); None: env or 60
 
 
 class PublishResult(BaseModel):
@@ -184,6 +186,7 @@ def publish_modelcar(
     """Build the modelcar of `source` and push it to `options.target`; return the verified reference."""
     started = time.monotonic()
     target = _resolve_target(options)
+    bounds = NetworkBounds.from_timeout(options.timeout)
     ref = target.ref
     prepared = prepare(source)
     credentials = resolve_credentials(
@@ -208,6 +211,7 @@ def publish_modelcar(
         backoff=options.backoff,
         progress=progress,
         max_connections=options.concurrency + 2,
+        bounds=bounds,
     ) as client:
         # Refuse what the registry cannot take before a single byte moves.
         for model_file in prepared.source.files:

@@ -3,7 +3,9 @@
 Every file has a path (posix, relative to /models), a size, and a sha256 that is either known up
 front (the hub's LFS sha256) or computed the first time the file is read. Reading always goes
 through a verifying reader, so a download or a file that does not match what was recorded is an
-error, never a silently different layer.
+error, never a silently different layer. And a file is read only while it stays the file that was
+opened (`_StableFile`): one rewritten in place or replaced while it is read is an error before its last
+bytes are handed on, so no layer, upload or digest-cache entry is made of a file that changed mid-read.
 """
 
 from __future__ import annotations
@@ -15,18 +17,110 @@ import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from llm_platform.errors import InputError, PlatformError
 from llm_platform.logs import get_logger
 from llm_platform.modelcar.paths import check_model_path, check_no_collisions
 from llm_platform.modelcar.spec import ModelcarSpec
+from llm_platform.network import NetworkBounds
 from llm_platform.oci import GIT_COMMIT_RE
 
 log = get_logger("modelcar.source")
 
 # Bookkeeping of git and of `hf download --local-dir`, never model content.
 LOCAL_SKIP_DIRS = (".git", ".cache/huggingface")
+
+
+def file_identity(path: Path, st: os.stat_result | None = None) -> str | None:
+    """The one definition of a local file's identity: device, inode, size, mtime, ctime and real path (of
+    `st`, else of a fresh stat; None when it cannot be read). A write changes ctime, so a file written since
+    has another identity. The digest cache keys its records by it, stable reads compare it."""
+    if st is None:
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{os.path.realpath(path)}"
+
+
+def _cannot_read(label: str, exc: OSError) -> InputError:
+    return InputError(f"{label}: cannot read the model file ({exc.strerror or exc})")
+
+
+class _StableFile(io.RawIOBase):
+    """A local file, read only while it stays the file that was opened.
+
+    The identity of the open file (fstat) is taken at open, the path's (stat) again when the end of the file
+    is reached, before that end is reported: a file rewritten in place (size, mtime or ctime differ) or
+    replaced (another inode) fails there, before the last bytes of its layer, and so before the request that
+    would commit an upload. Two stats per file, none per read.
+    """
+
+    def __init__(self, path: Path, label: str) -> None:
+        self._path, self._label = path, label
+        self._raw: io.FileIO | None = None
+        try:
+            # O_NONBLOCK: a FIFO put in the file's place must not hang the open (no effect on regular files).
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            raise _cannot_read(label, exc) from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            what = "is a directory, not a model file" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise InputError(f"{label}: {what}")
+        self._raw = io.FileIO(fd, "rb", closefd=True)
+        self._opened = file_identity(path, st)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:  # what the verifying reader calls: straight into its buffer
+        assert self._raw is not None
+        try:
+            count = self._raw.readinto(buffer) or 0
+        except OSError as exc:
+            raise _cannot_read(self._label, exc) from None
+        if not count:
+            self._check_unchanged()
+        return count
+
+    def read(self, size: int = -1) -> bytes:
+        # What a layer streamed without hashing calls: FileIO.read fills the bytes it returns (RawIOBase.read
+        # would read into a bytearray and copy it: a second copy of every model byte).
+        assert self._raw is not None
+        if size is None or size < 0:
+            return self.readall()
+        try:
+            data = self._raw.read(size) or b""
+        except OSError as exc:
+            raise _cannot_read(self._label, exc) from None
+        if not data and size:
+            self._check_unchanged()
+        return data
+
+    def readall(self) -> bytes:
+        assert self._raw is not None
+        try:
+            data = self._raw.readall()
+        except OSError as exc:
+            raise _cannot_read(self._label, exc) from None
+        self._check_unchanged()
+        return data
+
+    def _check_unchanged(self) -> None:
+        """At end of file: the path still names the file that was opened, as it was when opened."""
+        if file_identity(self._path) != self._opened:
+            raise PlatformError(
+                f"{self._label}: changed while it was read (size/mtime/ctime/inode); nothing was pushed or "
+                f"written — run again when it is stable"
+            )
+
+    def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+        super().close()
 
 
 class _VerifyingReader(io.RawIOBase):
@@ -166,6 +260,13 @@ def _walk_local(root: Path) -> dict[str, Path]:
     return found
 
 
+def _check_readable(root: Path, files: Iterable[str], candidates: dict[str, Path]) -> None:
+    """Before anything is built or pushed: every selected file can be opened for reading."""
+    for rel in files:
+        if not os.access(candidates[rel], os.R_OK):
+            raise InputError(f"{root}/{rel}: cannot read the model file (permission denied)")
+
+
 def local_source(spec: ModelcarSpec, root: Path) -> ModelSource:
     """The spec's files from a local directory (patterns applied as for the hub).
 
@@ -174,14 +275,16 @@ def local_source(spec: ModelcarSpec, root: Path) -> ModelSource:
     if not root.is_dir():
         raise InputError(f"--source-dir {root}: not a directory")
     candidates = _walk_local(root)
+    selected = select(candidates, spec)
+    _check_readable(root, sorted(selected), candidates)
     files = [
         ModelFile(
             path=rel,
             size=candidates[rel].stat().st_size,
-            opener=lambda p=candidates[rel]: p.open("rb"),  # type: ignore[misc]
+            opener=lambda p=candidates[rel], label=f"{root}/{rel}": cast(BinaryIO, _StableFile(p, label)),  # type: ignore[misc]
             origin=f"{root}/",
         )
-        for rel in select(candidates, spec)
+        for rel in selected
     ]
     return _finish("local", str(root), spec.huggingface.revision, files)
 
@@ -192,36 +295,31 @@ def huggingface_source(
     token: str | None = None,
     cache_dir: Path | None = None,
     endpoint: str | None = None,
+    bounds: NetworkBounds | None = None,
+    retries: int | None = None,
 ) -> ModelSource:
     """The spec's files from the hub: the revision resolved to its commit sha, sizes and LFS sha256s
     from the hub's metadata; each file is downloaded on first open (into the hub cache) and verified.
+    Every request runs under `bounds` (default: `NetworkBounds.from_timeout()`) with `retries` retries, and
+    every failure is one line naming the repo and the file (`hub_http.hub_error`).
     The token is passed to huggingface_hub only; it never appears in a log or an error."""
-    from huggingface_hub import HfApi, hf_hub_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub import HfApi
 
+    from llm_platform.modelcar import hub_http
+
+    bounds = bounds or NetworkBounds.from_timeout()
+    retries = hub_http.HUB_RETRIES if retries is None else retries
+    hub_http.install(bounds)
     repo, revision = spec.huggingface.repo, spec.huggingface.revision
     where = f"huggingface.co/{repo}@{revision}"
     api = HfApi(endpoint=endpoint, token=token or None)
-    try:
-        info = api.model_info(repo, revision=revision, files_metadata=True)
-    except GatedRepoError:
-        raise InputError(
-            f"{where}: gated repo: accept its terms on the hub and pass a token (HF_TOKEN)"
-        ) from None
-    except RepositoryNotFoundError:
-        raise InputError(f"{where}: repository not found (or private: pass a token with HF_TOKEN)") from None
-    except RevisionNotFoundError:
-        raise InputError(f"{where}: revision not found (huggingface.revision)") from None
-    except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
-        raise PlatformError(f"{where}: the hub answered HTTP {status}") from None
-    except OSError as exc:
-        raise PlatformError(f"{where}: cannot reach the hub: {exc.__class__.__name__}") from None
+    info = hub_http.call_api(
+        lambda timeout: api.model_info(repo, revision=revision, files_metadata=True, timeout=timeout),
+        where=where,
+        what="model info",
+        bounds=bounds,
+        retries=retries,
+    )
     commit = info.sha or ""
     if not GIT_COMMIT_RE.match(commit):
         raise PlatformError(f"{where}: the hub did not resolve the revision to a commit sha")
@@ -238,16 +336,18 @@ def huggingface_source(
             raise PlatformError(f"{where}: the hub gave no size for {path}")
 
         def download(path: str = path) -> BinaryIO:
-            try:
-                local = hf_hub_download(
-                    repo, path, revision=commit, token=token or None, cache_dir=cache_dir, endpoint=endpoint
-                )
-            except HfHubHTTPError as exc:
-                status = exc.response.status_code if exc.response is not None else "?"
-                raise PlatformError(f"{where}: download of {path} failed: HTTP {status}") from None
-            except OSError as exc:
-                raise PlatformError(f"{where}: download of {path} failed: {exc.__class__.__name__}") from None
-            return Path(str(local)).open("rb")
+            local = hub_http.download(
+                repo,
+                path,
+                commit=commit,
+                where=where,
+                bounds=bounds,
+                retries=retries,
+                token=token or None,
+                cache_dir=cache_dir,
+                endpoint=endpoint,
+            )
+            return cast(BinaryIO, _StableFile(local, f"{where}: {path} (hub cache {local})"))
 
         files.append(
             ModelFile(
@@ -267,8 +367,11 @@ def open_source(
     source_dir: Path | None = None,
     token: str | None = None,
     cache_dir: Path | None = None,
+    bounds: NetworkBounds | None = None,
 ) -> ModelSource:
     """`--source-dir` when given, otherwise the hub (token: the flag, else HF_TOKEN)."""
     if source_dir is not None:
         return local_source(spec, source_dir)
-    return huggingface_source(spec, token=token or os.environ.get("HF_TOKEN") or None, cache_dir=cache_dir)
+    return huggingface_source(
+        spec, token=token or os.environ.get("HF_TOKEN") or None, cache_dir=cache_dir, bounds=bounds
+    )

@@ -1,7 +1,8 @@
 """Modelcar specs (`modelcars/<name>.yaml`): the pydantic model, its loader and its canonical hash.
 
-Errors name the file, the line and the dotted field, because ruamel.yaml keeps the line of every key
-and pydantic reports the location of every problem: one is mapped onto the other.
+Errors name the file, the line and the dotted field, because the composed YAML nodes keep the line of
+every key and pydantic reports the location of every problem: one is mapped onto the other. Specs are
+read by `llm_platform.documents` within `CONFIG_LIMITS` (size, depth, aliases; duplicate keys refused).
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from yaml.nodes import MappingNode, Node
 
+from llm_platform.documents import CONFIG_LIMITS, DocumentError, cut, load_yaml, locate, read_text
 from llm_platform.errors import InputError
 from llm_platform.oci import DIGEST_RE, GIT_COMMIT_RE
 from llm_platform.registry.reference import parse_reference
@@ -217,21 +217,9 @@ def spec_sha256(spec: ModelcarSpec) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _line_of(document: Any, loc: tuple[int | str, ...]) -> int | None:
+def _line_of(document: Node, loc: tuple[int | str, ...]) -> int:
     """1-based line of the deepest node of `loc` that exists in the YAML document."""
-    node, line = document, None
-    for part in loc:
-        if isinstance(node, CommentedMap) and isinstance(part, str) and part in node:
-            line = node.lc.key(part)[0] + 1
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-            line = node.lc.item(part)[0] + 1
-            node = node[part]
-        else:
-            break
-    if line is None and isinstance(document, CommentedMap):
-        line = document.lc.line + 1
-    return line
+    return locate(document, loc)[0]
 
 
 def _known_fields(parent: tuple[int | str, ...]) -> list[str]:
@@ -267,11 +255,13 @@ def load_spec(path: Path) -> ModelcarSpec:
     """Read and validate `modelcars/<name>.yaml`; an InputError names file, line and field of each problem."""
     _spec_name(str(path))
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: spec file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read spec: {exc}") from None
+        text = read_text(path, CONFIG_LIMITS)
+    except DocumentError as exc:
+        if exc.kind == "missing":
+            raise InputError(f"{path}: spec file not found") from None
+        if exc.kind in ("limit", "syntax"):
+            raise
+        raise InputError(f"{path}: cannot read spec: {exc.detail}") from None
     return load_spec_text(text, source_name=str(path))
 
 
@@ -283,35 +273,31 @@ def load_spec_text(text: str, *, source_name: str) -> ModelcarSpec:
     dagger.File): the same checks and messages as load_spec, without writing the text anywhere.
     """
     name = _spec_name(source_name)
-    yaml = YAML(typ="rt")
     try:
-        document = yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{source_name}:{mark.line + 1}" if mark else source_name
-        raise InputError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
-    if not isinstance(document, CommentedMap):
-        raise InputError(f"{source_name}:1: a spec must be a mapping with huggingface, image and serving")
-    if "name" in document:
+        doc = load_yaml(text, source=source_name, limits=CONFIG_LIMITS)
+    except DocumentError as exc:
+        if exc.syntax:
+            raise InputError(
+                f"{exc.where}: invalid YAML: {exc.detail.removeprefix('not valid YAML: ')}"
+            ) from None
+        raise
+    if doc is None or not isinstance(doc.node, MappingNode) or not isinstance(doc.data, dict):
+        line = doc.locate()[0] if doc is not None else 1
         raise InputError(
-            f"{source_name}:{document.lc.key('name')[0] + 1}: name: unknown field (the name is the file stem)"
+            f"{source_name}:{line}: a spec must be a mapping with huggingface, image and serving"
+        )
+    document = doc.node
+    if "name" in doc.data:
+        raise InputError(
+            f"{source_name}:{_line_of(document, ('name',))}: name: unknown field (the name is the file stem)"
         )
     try:
-        return ModelcarSpec.model_validate({**_plain(document), "name": name})
+        return ModelcarSpec.model_validate({**doc.data, "name": name})
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
             loc = tuple(error["loc"])
             line = _line_of(document, loc)
             field = ".".join(str(part) for part in loc) or "(spec)"
-            lines.append(f"{source_name}:{line}: {field}: {_describe(error)}")
+            lines.append(f"{source_name}:{line}: {field}: {cut(_describe(error), 300)}")
         raise InputError("\n".join(lines)) from None
-
-
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip containers as plain dicts/lists (pydantic sees ordinary JSON-like data)."""
-    if isinstance(node, dict):
-        return {str(key): _plain(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_plain(item) for item in node]
-    return node

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import re
 import threading
@@ -28,6 +27,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from llm_platform.documents import CONFIG_LIMITS, DocumentError, load_json, read_bytes
 from llm_platform.errors import InputError, RegistryError
 from llm_platform.http_client import httpx
 from llm_platform.logs import get_logger
@@ -76,11 +76,11 @@ def _host_keys(host: str) -> list[str]:
 
 def _read_auth_file(path: Path) -> dict[str, object]:
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read auth file ({exc.strerror})") from None
+        data = load_json(read_bytes(path, CONFIG_LIMITS), source=str(path), limits=CONFIG_LIMITS)
+    except DocumentError as exc:
+        if exc.kind in ("missing", "unreadable"):
+            raise InputError(f"{path}: cannot read auth file ({exc.detail})") from None
+        raise
     if not isinstance(data, dict):
         raise InputError(f"{path}: an auth file must hold a JSON object")
     return data
@@ -223,10 +223,19 @@ def _parse_challenge_scope(text: str) -> Scope:
 class RegistryAuth(httpx.Auth):
     """Answers one registry's 401 challenges; tokens are cached per scope set and reused when they cover a request."""
 
-    def __init__(self, host: str, credentials: Credentials | None, *, verify: bool | str = True) -> None:
+    def __init__(
+        self,
+        host: str,
+        credentials: Credentials | None,
+        *,
+        verify: bool | str = True,
+        timeout: httpx.Timeout | None = None,
+    ) -> None:
         self.host = host
         self.credentials = credentials
         self._verify = verify
+        # A token is a small answer: the metadata bound of `llm_platform.network` (RegistryClient passes it).
+        self._timeout = timeout or httpx.Timeout(20.0, connect=15.0)
         self._lock = threading.Lock()
         self._tokens: list[tuple[Scope, str]] = []
         self._basic = False  # the registry asked for basic auth: send it up front from now on
@@ -283,8 +292,13 @@ class RegistryAuth(httpx.Auth):
         who = f"user {self.credentials.username!r}" if self.credentials else "anonymous access"
         log.debug("requesting a token from %s for %s (%s)", realm, " ".join(_scope_params(scope)), who)
         try:
-            with httpx.Client(verify=self._verify, timeout=30.0) as client:
+            with httpx.Client(verify=self._verify, timeout=self._timeout) as client:
                 response = client.get(realm, params=params, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise RegistryError(
+                f"{self.host}: token service {realm} stalled: no answer within {self._timeout.read:g} s "
+                f"({type(exc).__name__}; the bound is --timeout or $LLM_PLATFORM_HTTP_TIMEOUT)"
+            ) from None
         except httpx.HTTPError as exc:
             raise RegistryError(
                 f"{self.host}: token service {realm} unreachable: {type(exc).__name__}"

@@ -9,12 +9,10 @@ and its token cache is scope-blind (see auth.py). Credentials still come through
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import queue
 import re
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Protocol
 from llm_platform.errors import RegistryError
 from llm_platform.http_client import httpx
 from llm_platform.logs import get_logger
+from llm_platform.network import GiveUp, NetworkBounds, RetryBudget, parse_retry_after
 from llm_platform.oci import MANIFEST_ACCEPT, digest_of, sha256_digest
 from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV
 from llm_platform.registry.auth import Credentials, RegistryAuth
@@ -48,12 +47,22 @@ class BlobSource(Protocol):
 
 
 class _RetriableError(Exception):
-    """A failure worth another attempt (connection lost, 5xx, 429, 416, an expired token); `response` is the
-    registry's answer when there was one."""
+    """A failure worth another attempt (connection lost, a stall, 5xx, 429, 416, an expired token); `response` is
+    the registry's answer when there was one, `stalled` the seconds the attempt waited for nothing, `retry_after`
+    the registry's Retry-After (429 and 503) in seconds."""
 
-    def __init__(self, message: str, response: httpx.Response | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        response: httpx.Response | None = None,
+        *,
+        stalled: float = 0.0,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.response = response
+        self.stalled = stalled
+        self.retry_after = retry_after
 
     def give_up(self, message: str) -> RegistryError:
         return response_error(message, self.response) if self.response is not None else RegistryError(message)
@@ -107,6 +116,51 @@ def _transport_reason(exc: Exception) -> str:
     cause = exc.__cause__ or exc.__context__
     detail = str(exc) or (str(cause) if cause else "")
     return f"{type(exc).__name__}{': ' + detail if detail else ''}"
+
+
+def _timeout_seconds(exc: httpx.TimeoutException, timeout: httpx.Timeout) -> float:
+    """The bound that ran out: the connect, write, pool or read timeout of the request."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        value = timeout.connect
+    elif isinstance(exc, httpx.WriteTimeout):
+        value = timeout.write
+    elif isinstance(exc, httpx.PoolTimeout):
+        value = timeout.pool
+    else:
+        value = timeout.read
+    return float(value or 0.0)
+
+
+def _transport_failure(
+    what: str, base_url: str, exc: httpx.TransportError, timeout: httpx.Timeout
+) -> _RetriableError:
+    """A transport failure as a retriable one; a timeout says which bound ran out, and counts as a stall."""
+    if isinstance(exc, httpx.TimeoutException):
+        seconds = _timeout_seconds(exc, timeout)
+        doing = {
+            httpx.ConnectTimeout: "no connection",
+            httpx.WriteTimeout: "accepted no bytes",
+            httpx.PoolTimeout: "no free connection",
+        }.get(type(exc), "sent nothing")
+        return _RetriableError(
+            f"{what}: {base_url} stalled: {doing} for {seconds:g} s ({type(exc).__name__})", stalled=seconds
+        )
+    return _RetriableError(f"{what}: {base_url} unreachable ({_transport_reason(exc)})")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After of a 429 or 503, in seconds (RFC 9110 §10.2.3, RFC 6585 §4)."""
+    if response.status_code not in (429, 503):
+        return None
+    return parse_retry_after(response.headers.get("retry-after"))
+
+
+@dataclass(frozen=True)
+class _Timeouts:
+    """One attempt's timeouts: small requests, and requests that move a blob."""
+
+    metadata: httpx.Timeout
+    data: httpx.Timeout
 
 
 _PREFETCH_DEPTH = 4  # buffers read ahead per upload (1 MiB each for model layers): bounded memory
@@ -239,7 +293,11 @@ def scheme_for(ref: ImageReference, insecure_registries: Sequence[str]) -> str:
 
 
 class RegistryClient:
-    """One registry host. Thread-safe: uploads of several blobs may run concurrently on one client."""
+    """One registry host. Thread-safe: uploads of several blobs may run concurrently on one client.
+
+    Every request runs under `bounds` (`llm_platform.network`: connect, metadata and stall timeouts, Retry-After
+    honoured up to its bound, one retry budget per request); `retries` and `backoff` say how often and how soon.
+    """
 
     def __init__(
         self,
@@ -253,6 +311,7 @@ class RegistryClient:
         progress: UploadProgress | None = None,
         max_connections: int = 8,
         verify: bool | str = True,
+        bounds: NetworkBounds | None = None,
     ) -> None:
         self.host = host
         self.scheme = "http" if insecure or is_loopback(host) else "https"
@@ -261,7 +320,13 @@ class RegistryClient:
         self.retries = retries
         self.backoff = backoff
         self.progress = progress
-        self.auth = RegistryAuth(host, credentials, verify=verify)
+        self.bounds = bounds or NetworkBounds.from_timeout()
+        self.auth = RegistryAuth(
+            host,
+            credentials,
+            verify=verify,
+            timeout=httpx.Timeout(self.bounds.metadata, connect=self.bounds.connect),
+        )
         self.credentials = credentials
         self._aborted = threading.Event()
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
@@ -278,7 +343,7 @@ class RegistryClient:
             base_url=self.base_url,
             auth=self.auth,
             verify=verify,
-            timeout=httpx.Timeout(connect=15.0, read=600.0, write=600.0, pool=600.0),
+            timeout=self._timeouts(None).data,
             limits=limits,
             headers={"User-Agent": "llm-platform"},
             follow_redirects=False,
@@ -295,8 +360,44 @@ class RegistryClient:
         self.close()
 
     # -- plumbing ---------------------------------------------------------------------------------------
+    def _timeouts(self, budget: RetryBudget | None) -> _Timeouts:
+        """The timeouts of the next attempt: the bounds, or what is left of the retry budget after a failure."""
+        b = self.bounds
+
+        def clamp(value: float) -> float:
+            return budget.timeout(value) if budget is not None else value
+
+        connect, pool = clamp(b.connect), max(b.read, b.metadata)
+        return _Timeouts(
+            metadata=httpx.Timeout(clamp(b.metadata), connect=connect, pool=pool),
+            data=httpx.Timeout(clamp(b.read), connect=connect, pool=pool),
+        )
+
+    def _budget(self) -> RetryBudget:
+        return RetryBudget(self.bounds, retries=self.retries, backoff=self.backoff)
+
+    @staticmethod
+    def _next_delay(budget: RetryBudget, exc: _RetriableError, give_up: str) -> float:
+        """Count a failed attempt: the seconds to wait before the next (a Retry-After up to its bound), or the
+        error, prefixed with `give_up`, when retrying is over."""
+        try:
+            return budget.failed(stalled=exc.stalled, retry_after=exc.retry_after)
+        except GiveUp as stop:
+            raise exc.give_up(f"{give_up}: {exc} ({stop})") from None
+
+    def _sleep(self, budget: RetryBudget, delay: float) -> None:
+        self._aborted.wait(delay)  # an abort (another blob of the push failed) ends the wait early
+        budget.waited(delay)
+
     def _send(
-        self, method: str, url: str, *, what: str, stream: bool = False, **kwargs: object
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        timeout: httpx.Timeout,
+        stream: bool = False,
+        **kwargs: object,
     ) -> httpx.Response:
         """One request; transport failures become `_RetriableError`, authentication failures `RegistryError`.
 
@@ -305,16 +406,16 @@ class RegistryClient:
         """
         try:
             if stream:
-                request = self._http.build_request(method, url, **kwargs)  # type: ignore[arg-type]
+                request = self._http.build_request(method, url, timeout=timeout, **kwargs)  # type: ignore[arg-type]
                 response = self._http.send(request, stream=True, follow_redirects=True)
             else:
-                response = self._http.request(method, url, **kwargs)  # type: ignore[arg-type]
+                response = self._http.request(method, url, timeout=timeout, **kwargs)  # type: ignore[arg-type]
         except (
             httpx.StreamConsumed
         ) as exc:  # a body that met a 401 cannot be replayed; the token is cached now
             raise _RetriableError(f"{what}: re-authenticated mid-request") from exc
         except httpx.TransportError as exc:
-            raise _RetriableError(f"{what}: {self.base_url} unreachable ({_transport_reason(exc)})") from exc
+            raise _transport_failure(what, self.base_url, exc, timeout) from exc
         if stream and response.status_code >= 300:
             try:
                 response.read()
@@ -338,21 +439,25 @@ class RegistryClient:
         if response.status_code == 403:
             raise response_error(f"{self.host}: {what} denied ({_describe_errors(response)})", response)
         if response.status_code in (429, 500, 502, 503, 504):
-            raise _RetriableError(f"{what}: {_describe_errors(response)}", response)
+            raise _RetriableError(
+                f"{what}: {_describe_errors(response)}", response, retry_after=_retry_after(response)
+            )
         return response
 
-    def _with_retries(self, what: str, action: Callable[[], httpx.Response]) -> httpx.Response:
-        attempt = 0
+    def _with_retries(
+        self, what: str, action: Callable[[httpx.Timeout], httpx.Response], *, data: bool = False
+    ) -> httpx.Response:
+        """`action(timeout)` until it succeeds, within the retries and the retry budget. `data`: the request
+        moves a blob (the stall bound applies), not a small answer (the metadata bound)."""
+        budget = self._budget()
         while True:
+            timeouts = self._timeouts(budget)
             try:
-                return action()
+                return action(timeouts.data if data else timeouts.metadata)
             except _RetriableError as exc:
-                attempt += 1
-                if attempt > self.retries:
-                    raise exc.give_up(f"{self.host}: {exc} (gave up after {attempt} attempts)") from None
-                delay = min(self.backoff * 2 ** (attempt - 1), 8.0)
+                delay = self._next_delay(budget, exc, self.host)
                 log.debug("%s; retrying in %.1fs", exc, delay)
-                time.sleep(delay)
+                self._sleep(budget, delay)
 
     def _absolute(self, location: str) -> str:
         return location if location.startswith(("http://", "https://")) else self.base_url + location
@@ -363,7 +468,9 @@ class RegistryClient:
     # -- API --------------------------------------------------------------------------------------------
     def ping(self) -> None:
         """GET /v2/: fails early (and clearly) on an unreachable registry or rejected credentials."""
-        response = self._with_retries("GET /v2/", lambda: self._send("GET", "/v2/", what="API check"))
+        response = self._with_retries(
+            "GET /v2/", lambda timeout: self._send("GET", "/v2/", what="API check", timeout=timeout)
+        )
         if response.status_code != 200:
             raise self._unexpected("API check (GET /v2/)", response)
 
@@ -371,7 +478,10 @@ class RegistryClient:
         """Size of a blob the repository already holds, None when absent."""
         what = f"HEAD blob {digest[:19]} in {repository}"
         response = self._with_retries(
-            what, lambda: self._send("HEAD", f"/v2/{repository}/blobs/{digest}", what=what)
+            what,
+            lambda timeout: self._send(
+                "HEAD", f"/v2/{repository}/blobs/{digest}", what=what, timeout=timeout
+            ),
         )
         if response.status_code == 404:
             return None
@@ -384,10 +494,11 @@ class RegistryClient:
         what = f"mount {digest[:19]} from {source_repository} into {repository}"
         response = self._with_retries(
             what,
-            lambda: self._send(
+            lambda timeout: self._send(
                 "POST",
                 f"/v2/{repository}/blobs/uploads/",
                 what=what,
+                timeout=timeout,
                 params={"mount": digest, "from": source_repository},
             ),
         )
@@ -396,7 +507,9 @@ class RegistryClient:
         if response.status_code == 202 and response.headers.get("location"):
             # The registry opened a session we will not use: close it rather than leave it to expire.
             with contextlib.suppress(httpx.HTTPError):
-                self._http.delete(self._absolute(response.headers["location"]))
+                self._http.delete(
+                    self._absolute(response.headers["location"]), timeout=self._timeouts(None).metadata
+                )
             return False
         raise self._unexpected(what, response)
 
@@ -404,16 +517,20 @@ class RegistryClient:
         """A small blob (a config), checked against its digest."""
         what = f"GET blob {digest[:19]} from {repository}"
 
-        def fetch() -> httpx.Response:
+        def fetch(timeout: httpx.Timeout) -> httpx.Response:
             try:
-                response = self._http.get(f"/v2/{repository}/blobs/{digest}", follow_redirects=True)
+                response = self._http.get(
+                    f"/v2/{repository}/blobs/{digest}", follow_redirects=True, timeout=timeout
+                )
             except httpx.TransportError as exc:
-                raise _RetriableError(f"{what}: {_transport_reason(exc)}") from exc
-            if response.status_code >= 500:
-                raise _RetriableError(f"{what}: {_describe_errors(response)}", response)
+                raise _transport_failure(what, self.base_url, exc, timeout) from exc
+            if response.status_code >= 500 or response.status_code == 429:
+                raise _RetriableError(
+                    f"{what}: {_describe_errors(response)}", response, retry_after=_retry_after(response)
+                )
             return response
 
-        response = self._with_retries(what, fetch)
+        response = self._with_retries(what, fetch, data=True)
         if response.status_code != 200:
             raise self._unexpected(what, response)
         body = response.content
@@ -431,7 +548,11 @@ class RegistryClient:
         The request is sent on first iteration; a connection lost mid-blob is an error (no partial retries)."""
         what = f"GET blob {digest[:19]} from {repository}"
         response = self._with_retries(
-            what, lambda: self._send("GET", f"/v2/{repository}/blobs/{digest}", what=what, stream=True)
+            what,
+            lambda timeout: self._send(
+                "GET", f"/v2/{repository}/blobs/{digest}", what=what, timeout=timeout, stream=True
+            ),
+            data=True,
         )
         try:
             if response.status_code == 404:
@@ -465,10 +586,11 @@ class RegistryClient:
         what = f"GET manifest {repository}:{reference}"
         response = self._with_retries(
             what,
-            lambda: self._send(
+            lambda timeout: self._send(
                 "GET",
                 f"/v2/{repository}/manifests/{reference}",
                 what=what,
+                timeout=timeout,
                 headers={"Accept": MANIFEST_ACCEPT},
             ),
         )
@@ -495,10 +617,11 @@ class RegistryClient:
         what = f"HEAD manifest {repository}:{reference}"
         response = self._with_retries(
             what,
-            lambda: self._send(
+            lambda timeout: self._send(
                 "HEAD",
                 f"/v2/{repository}/manifests/{reference}",
                 what=what,
+                timeout=timeout,
                 headers={"Accept": MANIFEST_ACCEPT},
             ),
         )
@@ -512,10 +635,11 @@ class RegistryClient:
         what = f"PUT manifest {repository}:{reference}"
         response = self._with_retries(
             what,
-            lambda: self._send(
+            lambda timeout: self._send(
                 "PUT",
                 f"/v2/{repository}/manifests/{reference}",
                 what=what,
+                timeout=timeout,
                 content=body,
                 headers={"Content-Type": media_type},
             ),
@@ -534,7 +658,11 @@ class RegistryClient:
         url: str | None = f"/v2/{repository}/tags/list?n=1000"
         tags: list[str] = []
         while url:
-            response = self._with_retries(what, functools.partial(self._send, "GET", url, what=what))
+
+            def get_page(timeout: httpx.Timeout, page: str = url) -> httpx.Response:
+                return self._send("GET", page, what=what, timeout=timeout)
+
+            response = self._with_retries(what, get_page)
             if response.status_code == 404:
                 return tags
             if response.status_code != 200:
@@ -567,40 +695,39 @@ class RegistryClient:
             self.progress.start(key, label, blob.size)
         state = _Upload()
         sent = [0]
-        attempt = 0
+        budget = self._budget()
         while True:
             if self._aborted.is_set():
                 if self.progress:
                     self.progress.finish(key, "ABORTED")
                 raise RegistryError(f"upload of {label} aborted: another blob of this push failed")
+            timeouts = self._timeouts(budget)
             try:
                 if state.needs_resync:
-                    self._resync(state, label)
+                    self._resync(state, label, timeouts)
                     if self.progress:
                         self.progress.reset(key, state.offset)
                 if state.location is None:
-                    self._open_session(repository, state)
+                    self._open_session(repository, state, timeouts)
                     if self.progress:
                         self.progress.reset(key, 0)
                 if self.policy.upload_mode is UploadMode.MONOLITHIC or blob.size == 0:
-                    self._put_whole(blob, state, key, sent)
+                    self._put_whole(blob, state, key, sent, timeouts)
                 else:
-                    self._patch_chunks(blob, state, key, sent, label)
-                    self._close_session(blob, state)
+                    self._patch_chunks(blob, state, key, sent, label, timeouts)
+                    self._close_session(blob, state, timeouts)
                 if self.progress:
                     self.progress.finish(key, "pushed")
                 return sent[0]
             except _RetriableError as exc:
-                attempt += 1
-                if attempt > self.retries:
+                try:
+                    delay = self._next_delay(budget, exc, f"{self.host}: upload of {label} failed")
+                except RegistryError:
                     if self.progress:
                         self.progress.finish(key, "FAILED")
-                    raise exc.give_up(
-                        f"{self.host}: upload of {label} failed: {exc} (gave up after {attempt} attempts)"
-                    ) from None
-                delay = min(self.backoff * 2 ** (attempt - 1), 8.0)
+                    raise
                 log.info("upload of %s interrupted (%s); retrying in %.1fs", label, exc, delay)
-                time.sleep(delay)
+                self._sleep(budget, delay)
                 state.needs_resync = True
             except BaseException:
                 if self.progress:
@@ -613,11 +740,13 @@ class RegistryClient:
         if state.location is None:
             return
         with contextlib.suppress(httpx.HTTPError):
-            self._http.delete(state.location, timeout=5.0)
+            self._http.delete(state.location, timeout=min(5.0, self.bounds.metadata))
 
-    def _open_session(self, repository: str, state: _Upload) -> None:
+    def _open_session(self, repository: str, state: _Upload, timeouts: _Timeouts) -> None:
         what = f"start upload in {repository}"
-        response = self._send("POST", f"/v2/{repository}/blobs/uploads/", what=what)
+        response = self._send(
+            "POST", f"/v2/{repository}/blobs/uploads/", what=what, timeout=timeouts.metadata
+        )
         if response.status_code != 202 or not response.headers.get("location"):
             raise self._unexpected(what, response)
         state.location = self._absolute(response.headers["location"])
@@ -625,19 +754,24 @@ class RegistryClient:
         minimum = int(response.headers.get("oci-chunk-min-length", "0") or 0)
         state.chunk_size = max(self.policy.chunk_size, minimum)
 
-    def _resync(self, state: _Upload, label: str) -> None:
+    def _resync(self, state: _Upload, label: str, timeouts: _Timeouts) -> None:
         """After a failure: ask the session where it stands (GET → 204 + Range); restart when it is gone."""
         if state.location is None or self.policy.upload_mode is UploadMode.MONOLITHIC:
             state.location = None
             state.needs_resync = False
             return
         try:
-            response = self._http.get(state.location)
+            response = self._http.get(state.location, timeout=timeouts.metadata)
         except httpx.TransportError as exc:  # still down: keep the session, the next attempt asks again
-            reason = _transport_reason(exc)
-            raise _RetriableError(
-                f"upload status of {label}: {self.base_url} unreachable ({reason})"
+            raise _transport_failure(
+                f"upload status of {label}", self.base_url, exc, timeouts.metadata
             ) from exc
+        if response.status_code in (429, 503):
+            raise _RetriableError(
+                f"upload status of {label}: {_describe_errors(response)}",
+                response,
+                retry_after=_retry_after(response),
+            )
         state.needs_resync = False
         match = _RANGE_RE.match(response.headers.get("range", ""))
         if response.status_code == 204 and match and match.group(2) != "0":
@@ -668,7 +802,9 @@ class RegistryClient:
                 self.progress.advance(key, len(piece))
             yield piece
 
-    def _put_whole(self, blob: BlobSource, state: _Upload, key: str, sent: list[int]) -> None:
+    def _put_whole(
+        self, blob: BlobSource, state: _Upload, key: str, sent: list[int], timeouts: _Timeouts
+    ) -> None:
         assert state.location is not None
         what = f"upload {blob.digest[:19]}"
         url = httpx.URL(state.location).copy_merge_params({"digest": blob.digest})
@@ -678,6 +814,7 @@ class RegistryClient:
                 "PUT",
                 str(url),
                 what=what,
+                timeout=timeouts.data,
                 content=self._counted(cursor.take(blob.size, last=True), key, sent),
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(blob.size)},
             )
@@ -688,15 +825,24 @@ class RegistryClient:
             cursor.close()
         self._check_committed(blob, response, what)
 
-    def _patch_chunks(self, blob: BlobSource, state: _Upload, key: str, sent: list[int], label: str) -> None:
+    def _patch_chunks(
+        self, blob: BlobSource, state: _Upload, key: str, sent: list[int], label: str, timeouts: _Timeouts
+    ) -> None:
         cursor = _BlobCursor(blob, state.offset)  # one pass over the source per attempt, however many chunks
         try:
-            self._send_chunks(blob, state, key, sent, cursor, label)
+            self._send_chunks(blob, state, key, sent, cursor, label, timeouts)
         finally:
             cursor.close()
 
     def _send_chunks(
-        self, blob: BlobSource, state: _Upload, key: str, sent: list[int], cursor: _BlobCursor, label: str
+        self,
+        blob: BlobSource,
+        state: _Upload,
+        key: str,
+        sent: list[int],
+        cursor: _BlobCursor,
+        label: str,
+        timeouts: _Timeouts,
     ) -> None:
         while state.offset < blob.size:
             assert state.location is not None
@@ -708,6 +854,7 @@ class RegistryClient:
                 "PATCH",
                 state.location,
                 what=what,
+                timeout=timeouts.data,
                 content=self._counted(cursor.take(length), key, sent),
                 headers={
                     "Content-Type": "application/octet-stream",
@@ -732,12 +879,18 @@ class RegistryClient:
             state.offset = end + 1
         cursor.finish()
 
-    def _close_session(self, blob: BlobSource, state: _Upload) -> None:
+    def _close_session(self, blob: BlobSource, state: _Upload, timeouts: _Timeouts) -> None:
         assert state.location is not None
         what = f"commit {blob.digest[:19]}"
         url = httpx.URL(state.location).copy_merge_params({"digest": blob.digest})
+        # The registry checks the whole blob before it answers: the stall bound, not the metadata one.
         response = self._send(
-            "PUT", str(url), what=what, content=b"", headers={"Content-Type": "application/octet-stream"}
+            "PUT",
+            str(url),
+            what=what,
+            timeout=timeouts.data,
+            content=b"",
+            headers={"Content-Type": "application/octet-stream"},
         )
         if response.status_code in (404,):
             state.location = None

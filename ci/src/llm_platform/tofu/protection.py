@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
+from llm_platform.documents import CONFIG_LIMITS, cut, load_yaml_file, locate
 from llm_platform.errors import InputError
 from llm_platform.tofu.plan_summary import PlanSummary, ResourceChange
 
@@ -56,20 +56,17 @@ def address_matches(pattern: str, address: str) -> bool:
 
 def load_policy(root: Path) -> ProtectionPolicy:
     path = root / POLICY_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         return ProtectionPolicy()
+    doc = load_yaml_file(path, CONFIG_LIMITS)  # a DocumentError (an InputError) names file and line
     try:
-        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}:{line} not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-    try:
-        return ProtectionPolicy.model_validate(data or {})
+        return ProtectionPolicy.model_validate((doc.data if doc is not None else None) or {})
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise InputError(f"{path}: field {field}: {first['msg']}") from exc
+        loc = tuple(first["loc"])
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        where = f"{path}:{locate(doc.node, loc)[0]}" if doc is not None else str(path)
+        raise InputError(f"{where}: field {field}: {cut(first['msg'])}") from None
 
 
 def refused_changes(
