@@ -4,6 +4,7 @@ upstream CRDs of gitops/crds.lock.yaml, synced by the `crds_dir` fixture (CEL ru
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,18 @@ def test_application_health_check_set_through_argo_cd_chart_values(tmp_path: Pat
         "      hs = {}\n      return hs\n"
     )
     assert _lint(repo, crds_dir, tmp_path / "cache").findings == []
+
+
+def test_an_application_path_that_is_a_symlink_loop_is_a_finding_not_a_crash(
+    tmp_path: Path, crds_dir: Path
+) -> None:
+    repo = build_tree(tmp_path / "repo")
+    target = repo / "gitops" / "platform" / "cluster"
+    shutil.rmtree(target)
+    target.symlink_to(target)  # gitops/platform/cluster -> itself
+    report = _lint(repo, crds_dir, tmp_path / "cache")
+    rules = {f.rule_id for f in report.findings}
+    assert "yaml-symlink-loop" in rules or "argocd-app-path-missing" in rules, [
+        f.text() for f in report.findings
+    ]
+    assert report.exit_code == 1

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_platform.lint.model import Coverage
+from llm_platform.lint.render import real_path
 from llm_platform.lint.schemas import is_builtin_group
 from llm_platform.lint.sources import JsonPath
 from llm_platform.lint.tree import K8sObject, Tree
@@ -146,7 +147,7 @@ def kustomize_targets(tree: Tree) -> list[Path]:
         if _is_app(o):
             for s, _ in _sources(o):
                 if s.get("path") is not None and _norm_url(str(s.get("repoURL", ""))) in ours:
-                    out.append((tree.repo_root / str(s["path"])).resolve())
+                    out.append(real_path(tree.repo_root / str(s["path"])))
     return out
 
 
@@ -330,7 +331,7 @@ def _source(
     _values(tree, app, src, path, ours)
     if src.get("path") is None or _norm_url(url) not in ours:
         return
-    target = (tree.repo_root / str(src["path"])).resolve()
+    target = real_path(tree.repo_root / str(src["path"]))
     if not target.is_dir():
         tree.report(
             "argocd-app-path-missing",

@@ -15,7 +15,6 @@ For a renderer: `ensure_chart(lock, chart, version, cache, mirror=...)` returns 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -28,10 +27,19 @@ from typing import Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from llm_platform.cache_root import cache_root
+from llm_platform.documents import (
+    CONFIG_LIMITS,
+    MANIFEST_LIMITS,
+    DocumentError,
+    cut,
+    iter_yaml,
+    load_json_file,
+    load_yaml_file,
+    locate,
+    read_bytes,
+)
 from llm_platform.errors import InputError, PinnedFileError, ToolError
 from llm_platform.logs import get_logger
 from llm_platform.pinned_files import (
@@ -133,20 +141,19 @@ class ChartLock(BaseModel):
 
 def load_lock(path: Path) -> ChartLock:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read lock file: {exc.strerror}") from exc
+        doc = load_yaml_file(path, CONFIG_LIMITS)
+    except DocumentError as exc:
+        if exc.kind in ("missing", "unreadable"):
+            raise InputError(f"{path}: cannot read lock file: {exc.detail}") from None
+        raise
     try:
-        data = YAML(typ="safe").load(text)
-    except YAMLError as exc:
-        line = exc.problem_mark.line + 1 if isinstance(exc, MarkedYAMLError) and exc.problem_mark else 1
-        raise InputError(f"{path}:{line}: not valid YAML") from exc
-    try:
-        return ChartLock.model_validate(data)
+        return ChartLock.model_validate(doc.data if doc is not None else None)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(map(str, err["loc"]))
-        raise InputError(f"{path}: {'field ' + where + ': ' if where else ''}{err['msg']}") from exc
+        loc = tuple(err["loc"])
+        where = f"{path}:{locate(doc.node, loc)[0]}" if doc is not None else str(path)
+        field = ".".join(map(str, loc))
+        raise InputError(f"{where}: {'field ' + field + ': ' if field else ''}{cut(err['msg'])}") from None
 
 
 def default_chart_cache() -> Path:
@@ -290,16 +297,14 @@ class ChartMirror:
                 f"{target.mirror_hint})"
             )
         try:
-            records = json.loads(self.index_path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
+            records = load_json_file(self.index_path, MANIFEST_LIMITS)
+        except DocumentError as exc:
+            if exc.kind != "missing":
+                raise InputError(f"{target.command}: {exc}") from None
             raise InputError(
                 f"{target.command}: mirror {self.root} has no {MIRROR_INDEX}, so none of its packages can "
                 f"be verified (give {layout})"
             ) from exc
-        except OSError as exc:
-            raise InputError(f"{target.command}: {self.index_path}: cannot read it: {exc.strerror}") from exc
-        except ValueError as exc:
-            raise InputError(f"{target.command}: {self.index_path}: not valid JSON: {exc}") from exc
         self.packages = _index_records(records, self.index_path, target)
 
     def _record(self, entry: LockedChart) -> MirroredPackage:
@@ -450,7 +455,10 @@ def tree_chart_sources(paths: Iterable[Path]) -> list[tuple[Path, str, str, str]
     `paths`, as (file, repoURL, chart, version): what the lock must cover."""
     found: list[tuple[Path, str, str, str]] = []
     for path in paths:
-        for doc in YAML(typ="safe").load_all(path.read_text(encoding="utf-8")):
+        for document in iter_yaml(
+            read_bytes(path, MANIFEST_LIMITS), source=str(path), limits=MANIFEST_LIMITS
+        ):
+            doc = document.data
             if not isinstance(doc, dict) or doc.get("kind") != "Application":
                 continue
             spec = doc.get("spec") or {}

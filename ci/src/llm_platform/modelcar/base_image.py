@@ -17,6 +17,7 @@ from typing import Any
 from llm_platform.documents import OCI_LIMITS, DocumentError, cut, load_json, read_bytes
 from llm_platform.errors import InputError, PlatformError
 from llm_platform.modelcar.blob import Blob, StreamBlob, read_file_chunks
+from llm_platform.network import NetworkBounds
 from llm_platform.oci import (
     ANNOTATION_REF_NAME,
     DIGEST_RE,
@@ -131,14 +132,16 @@ class _RegistryReader(_Reader):
     """One repository of a registry, through one pooled client kept for as long as the layers may be read
     (a build or a push streams them well after `load_base` returns)."""
 
-    def __init__(self, ref: ImageReference) -> None:
+    def __init__(self, ref: ImageReference, bounds: NetworkBounds | None = None) -> None:
         self.repository = ref.repository
         self.origin = f"{ref.name}: "
         # Imported here: httpx costs ~0.15 s of start-up, and an `oci:` base never talks to a registry.
         from llm_platform.registry.auth import resolve_credentials
         from llm_platform.registry.client import RegistryClient
 
-        self.client = RegistryClient(ref.api_host, credentials=resolve_credentials(ref.registry))
+        self.client = RegistryClient(
+            ref.api_host, credentials=resolve_credentials(ref.registry), bounds=bounds
+        )
         weakref.finalize(self, self.client.close)
 
     def manifest(self, descriptor_or_ref: str) -> tuple[bytes, str]:
@@ -311,8 +314,11 @@ def _layout(reference: str, platform: Platform) -> BaseImage:
     return _resolve(reader, entries[0]["digest"], reference, platform)
 
 
-def load_base(reference: str, platform: Platform | str = "linux/amd64") -> BaseImage:
-    """Resolve `oci:DIR[:TAG]` or a digest-pinned registry reference to one platform's image."""
+def load_base(
+    reference: str, platform: Platform | str = "linux/amd64", *, bounds: NetworkBounds | None = None
+) -> BaseImage:
+    """Resolve `oci:DIR[:TAG]` or a digest-pinned registry reference to one platform's image; a registry is
+    read within `bounds` (default: `$LLM_PLATFORM_HTTP_TIMEOUT`, else the defaults)."""
     if isinstance(platform, str):
         platform = parse_platform(platform)
     if reference.startswith("oci:"):
@@ -320,4 +326,4 @@ def load_base(reference: str, platform: Platform | str = "linux/amd64") -> BaseI
     ref = parse_reference(reference, what="--base")
     if not ref.digest:
         raise InputError(f"--base {reference!r}: a registry base must be pinned by digest (@sha256:...)")
-    return _resolve(_RegistryReader(ref), ref.digest, reference, platform)
+    return _resolve(_RegistryReader(ref, bounds), ref.digest, reference, platform)

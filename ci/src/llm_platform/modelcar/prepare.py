@@ -77,11 +77,10 @@ def prepare(options: SourceOptions) -> PreparedModelcar:
     spec = load_spec(options.spec)
     platform = parse_platform(options.platform)
     base_ref = options.base or spec.image.base
-    base = load_base(base_ref, platform)
+    bounds = NetworkBounds.from_timeout(options.timeout)
+    base = load_base(base_ref, platform, bounds=bounds)
     token = options.hf_token.get_secret_value() if options.hf_token else None
-    source = open_source(
-        spec, source_dir=options.source_dir, token=token, bounds=NetworkBounds.from_timeout(options.timeout)
-    )
+    source = open_source(spec, source_dir=options.source_dir, token=token, bounds=bounds)
     cache = digest_cache.LayerDigestCache(options.cache_dir)
     log.info(
         "%s: %d files from %s on %s (%s)", spec.name, len(source.files), source.location, base_ref, platform
