@@ -53,34 +53,43 @@ def source_options(
     )
 
 
+# The options `build` and `publish` share, declared once.
+SpecArg = Annotated[Path, typer.Argument(help="Modelcar spec, e.g. modelcars/minilm-demo.yaml.")]
+SourceDirOption = Annotated[
+    Path | None,
+    typer.Option("--source-dir", help="Take the model files from this directory instead of Hugging Face."),
+]
+BaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--base", help="Base image overriding the spec's: a digest-pinned reference or oci:DIR\\[:TAG]."
+    ),
+]
+PlatformOption = Annotated[
+    str, typer.Option("--platform", help="Platform picked from a multi-platform base (os/arch\\[/variant]).")
+]
+HfTokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--hf-token", help="Hugging Face token (default: $HF_TOKEN); never logged.", show_default=False
+    ),
+]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option("--timeout", min=0.1, metavar="SECONDS", help=TIMEOUT_HELP, show_default=False),
+]
+
+
 @app.command("build")
 def build(
-    spec: Annotated[Path, typer.Argument(help="Modelcar spec, e.g. modelcars/minilm-demo.yaml.")],
+    spec: SpecArg,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Directory to write the OCI image layout to.")
     ],
-    source_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--source-dir", help="Take the model files from this directory instead of Hugging Face."
-        ),
-    ] = None,
-    base: Annotated[
-        str | None,
-        typer.Option(
-            "--base", help="Base image overriding the spec's: a digest-pinned reference or oci:DIR\\[:TAG]."
-        ),
-    ] = None,
-    platform: Annotated[
-        str,
-        typer.Option("--platform", help="Platform picked from a multi-platform base (os/arch\\[/variant])."),
-    ] = "linux/amd64",
-    hf_token: Annotated[
-        str | None,
-        typer.Option(
-            "--hf-token", help="Hugging Face token (default: $HF_TOKEN); never logged.", show_default=False
-        ),
-    ] = None,
+    source_dir: SourceDirOption = None,
+    base: BaseOption = None,
+    platform: PlatformOption = "linux/amd64",
+    hf_token: HfTokenOption = None,
     cache_dir: Annotated[
         Path | None,
         typer.Option(
@@ -90,10 +99,7 @@ def build(
         ),
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not record digests.")] = False,
-    timeout: Annotated[
-        float | None,
-        typer.Option("--timeout", min=0.1, metavar="SECONDS", help=TIMEOUT_HELP, show_default=False),
-    ] = None,
+    timeout: TimeoutOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the build result as JSON instead.")] = False,
 ) -> None:
     """Build the modelcar image of SPEC as an OCI layout; print its digest-pinned reference.

@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from llm_platform.cli.modelcar import TIMEOUT_HELP, source_options
+from llm_platform.cli.modelcar import (
+    BaseOption,
+    HfTokenOption,
+    PlatformOption,
+    SourceDirOption,
+    SpecArg,
+    TimeoutOption,
+    source_options,
+)
 from llm_platform.cli.modelcar import app as modelcar_app
 from llm_platform.errors import InputError
 from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV, MiB, UploadMode
@@ -18,7 +26,7 @@ from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV, MiB, UploadMode
 
 
 def publish(
-    spec: Annotated[Path, typer.Argument(help="Modelcar spec, e.g. modelcars/minilm-demo.yaml.")],
+    spec: SpecArg,
     to: Annotated[
         str,
         typer.Option(
@@ -27,24 +35,9 @@ def publish(
             "<spec name>-<first 12 of the HF commit sha>.",
         ),
     ],
-    source_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--source-dir", help="Take the model files from this directory instead of Hugging Face."
-        ),
-    ] = None,
-    base: Annotated[
-        str | None,
-        typer.Option(
-            "--base", help="Base image overriding the spec's: a digest-pinned reference or oci:DIR[:TAG]."
-        ),
-    ] = None,
-    platform: Annotated[
-        str,
-        typer.Option(
-            "--platform", help="Platform of the image: os/arch or os/arch/variant, e.g. linux/amd64."
-        ),
-    ] = ("linux/amd64"),
+    source_dir: SourceDirOption = None,
+    base: BaseOption = None,
+    platform: PlatformOption = "linux/amd64",
     insecure_registry: Annotated[
         list[str] | None,
         typer.Option(
@@ -91,16 +84,8 @@ def publish(
     retries: Annotated[
         int, typer.Option("--retries", min=0, help="Retries of a failed request or upload.")
     ] = 4,
-    timeout: Annotated[
-        float | None,
-        typer.Option("--timeout", min=0.1, metavar="SECONDS", help=TIMEOUT_HELP, show_default=False),
-    ] = None,
-    hf_token: Annotated[
-        str | None,
-        typer.Option(
-            "--hf-token", help="Hugging Face token (default: $HF_TOKEN); never logged.", show_default=False
-        ),
-    ] = None,
+    timeout: TimeoutOption = None,
+    hf_token: HfTokenOption = None,
     cache_dir: Annotated[
         Path | None,
         typer.Option(
