@@ -51,6 +51,23 @@ def lint(
             "--config", help="Lint config file (path silencing, allowed schema-less kinds, repo URLs)."
         ),
     ] = None,
+    render_charts: Annotated[
+        bool,
+        typer.Option(
+            "--render-charts",
+            help="Render each Helm chart source of each Application like Argo CD (helm template with its "
+            "values) and lint the rendered objects too. Charts come verified from gitops/charts.lock.yaml "
+            "(the `charts sync` cache); renders are cached.",
+        ),
+    ] = False,
+    charts_mirror: Annotated[
+        Path | None,
+        typer.Option(
+            "--charts-mirror",
+            help="With --render-charts: take chart packages from this mirror directory (packages + "
+            "INDEX.json). Default: $LLM_PLATFORM_CHARTS_MIRROR.",
+        ),
+    ] = None,
 ) -> None:
     """Lint the GitOps tree: YAML, kustomize render, schemas + CRD CEL rules, Argo CD, policy, cross-references.
 
@@ -60,6 +77,7 @@ def lint(
     """
     from llm_platform.lint import load_config, run_lint
     from llm_platform.lint.crds_lock import default_crd_cache
+    from llm_platform.lint.helm import HelmOptions
     from llm_platform.lint.output import FORMATS
 
     if crds is None and default_crd_cache().is_dir():
@@ -68,7 +86,12 @@ def lint(
     try:
         cfg = load_config(config) if config is not None else None
         report = run_lint(
-            paths or [Path("gitops")], crd_dirs=crds or [], kubernetes_version=kubernetes_version, config=cfg
+            paths or [Path("gitops")],
+            crd_dirs=crds or [],
+            kubernetes_version=kubernetes_version,
+            config=cfg,
+            render_charts=render_charts,
+            helm_options=HelmOptions(mirror=charts_mirror),  # default: $LLM_PLATFORM_CHARTS_MIRROR
         )
     except PlatformError as exc:
         raise CouldNotRunError(str(exc)) from exc
@@ -87,6 +110,12 @@ def lint(
         len(cov.cel_rules_skipped),
         cov.silenced,
     )
+    if render_charts:
+        log.info(
+            "lint: %d Helm chart source(s) rendered, %d not rendered",
+            len(cov.charts_rendered),
+            len(cov.not_rendered),
+        )
     raise typer.Exit(report.exit_code)
 
 

@@ -119,6 +119,15 @@ def _sources(app: K8sObject) -> list[tuple[dict[str, Any], JsonPath]]:
     return []
 
 
+def path_index(app: AppInfo, path: JsonPath) -> int:
+    """The index of the source at `path` among the Application's sources."""
+    return next((i for i, (_, p) in enumerate(app.sources) if p == path), -1)
+
+
+def our_repos(tree: Tree) -> set[str]:
+    return _our_repos(tree)
+
+
 def _is_app(obj: K8sObject) -> bool:
     return obj.kind == "Application" and obj.group == "argoproj.io"
 
@@ -323,11 +332,16 @@ def _source(
                 (*path, "targetRevision") if rev else path,
                 f"chart {chart} targetRevision {rev or '(none)'!r} is not an exact version",
             )
-        coverage.not_rendered.append(
-            f"{app.obj.ident}: Helm chart {url}/{chart}@{rev} (Helm charts are not rendered)"
-        )
-        if app.dest_namespace:
-            graph.helm_namespaces.add(app.dest_namespace)
+        key = (id(app.obj), path_index(app, path))
+        rendered = tree.helm_renders.get(key)
+        if rendered is not None:
+            app.deploys.extend(rendered)
+            coverage.charts_rendered.append(f"{app.obj.ident}: Helm chart {url}/{chart}@{rev}")
+        else:
+            reason = tree.helm_not_rendered.get(key, "Helm charts are not rendered")
+            coverage.not_rendered.append(f"{app.obj.ident}: Helm chart {url}/{chart}@{rev} ({reason})")
+            if app.dest_namespace:
+                graph.helm_namespaces.add(app.dest_namespace)
     _values(tree, app, src, path, ours)
     if src.get("path") is None or _norm_url(url) not in ours:
         return
@@ -413,7 +427,7 @@ def _orphans(tree: Tree, graph: AppGraph) -> None:
     for obj in tree.objects:
         if _is_app(obj) and id(obj) not in graph.deployed_by:
             continue  # a root Application: applied by hand or by the bootstrap
-        if obj.path in reached or obj.path in reported:
+        if obj.helm is not None or obj.path in reached or obj.path in reported:
             continue
         if obj.kustomization is not None:
             k = tree.kustomizations.get(obj.kustomization)
@@ -527,7 +541,9 @@ def _crd_order(tree: Tree, graph: AppGraph) -> None:
             continue
         for g in sorted(used):
             for prov in providers.get(g, []):
-                if prov is app or prov.wave < app.wave:
+                # The same Application (rendered once per overlay that includes it) is no other provider.
+                same = (prov.obj.namespace, prov.obj.name) == (app.obj.namespace, app.obj.name)
+                if prov is app or same or prov.wave < app.wave:
                     continue
                 tree.report(
                     "argocd-crd-order",

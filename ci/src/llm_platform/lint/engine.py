@@ -13,7 +13,7 @@ from typing import Any
 from llm_platform.cache_root import cache_root
 from llm_platform.documents import file_type
 from llm_platform.errors import InputError
-from llm_platform.lint import argocd, policy, xref
+from llm_platform.lint import argocd, helm, policy, xref
 from llm_platform.lint.cel import CelOutcome
 from llm_platform.lint.config import LintConfig
 from llm_platform.lint.model import Coverage, Finding, LintReport
@@ -55,8 +55,13 @@ def run_lint(
     config: LintConfig | None = None,
     cwd: Path | None = None,
     cache_dir: Path | None = None,
+    render_charts: bool = False,
+    helm_options: helm.HelmOptions | None = None,
 ) -> LintReport:
-    """Lint `paths` (directories or files). Raises InputError/ToolError when it cannot run at all."""
+    """Lint `paths` (directories or files). Raises InputError/ToolError when it cannot run at all.
+    `render_charts`: render each Helm chart source of each Application (`helm_options`: lock, caches,
+    mirror) and lint the rendered objects too; otherwise only those of Applications annotated
+    `lint.llm-platform.io/render-charts: "true"`, and the coverage lists the charts not rendered."""
     config = config or LintConfig()
     cwd = (cwd or Path.cwd()).resolve()
     version = resolve_kubernetes_version(
@@ -87,6 +92,10 @@ def run_lint(
         _collect(tree, renderer, coverage)
     finally:
         renderer.close()
+    # Opt-in: every Application with --render-charts, else those annotated lint.llm-platform.io/render-charts.
+    helm.render_charts(
+        tree, argocd.our_repos(tree), version, helm_options or helm.HelmOptions(), every_app=render_charts
+    )
     coverage.objects = len(tree.objects)
     files = tree.files
 
@@ -111,6 +120,7 @@ def run_lint(
     coverage.silenced = tree.silenced
     coverage.cel_rules_skipped = sorted(set(coverage.cel_rules_skipped))
     coverage.not_rendered = sorted(set(coverage.not_rendered))
+    coverage.charts_rendered = sorted(set(coverage.charts_rendered))
     return LintReport(
         findings=sorted(kept.values(), key=Finding.sort_key), coverage=coverage, kubernetes_version=version
     )

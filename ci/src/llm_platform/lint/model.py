@@ -45,6 +45,9 @@ class Coverage(BaseModel):
     not_rendered: list[str] = Field(
         default_factory=list, description="Helm charts and other sources not rendered"
     )
+    charts_rendered: list[str] = Field(
+        default_factory=list, description="Helm chart sources rendered (lint --render-charts)"
+    )
     silenced: int = 0
 
 

@@ -104,6 +104,13 @@ _RULES: list[Rule] = [
         rationale="Kustomizations that include each other never build (kustomize refuses the cycle), and "
         "none of them is rendered by lint: a cycle would otherwise lint as clean.",
     ),
+    Rule(
+        id="helm-render-error",
+        category="render",
+        severity=_E,
+        rationale="A chart source that `helm template` cannot render with its values (lint --render-charts) "
+        "makes its Application fail to sync.",
+    ),
     # Schemas
     Rule(
         id="schema-unknown-field",

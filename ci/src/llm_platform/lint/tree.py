@@ -13,6 +13,32 @@ from llm_platform.lint.rules import IGNORE_ANNOTATION
 from llm_platform.lint.sources import JsonPath, SourceDoc, SourceFile, finding
 
 
+@dataclass(frozen=True)
+class HelmOrigin:
+    """Where a rendered object came from: the chart, the Application and its values files' lines."""
+
+    chart: str
+    app: str
+    values: list[tuple[str, list[str]]] = field(default_factory=list)  # (display, lines)
+
+    def note(self, value: Any) -> str:
+        """`chart X (Application A)`, plus the last values file line that sets `value`, when found."""
+        where = ""
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
+            needles = [str(value)]
+            if isinstance(value, str) and ":" in value.rsplit("/", 1)[-1]:
+                needles.append(value.rsplit(":", 1)[1])  # an image's tag, set on its own
+            for needle in needles:
+                for display, lines in reversed(self.values):
+                    hits = [i for i, line in enumerate(lines, 1) if needle in line]
+                    if hits:
+                        where = f", set in {display}:{hits[-1]}"
+                        break
+                if where:
+                    break
+        return f"rendered from chart {self.chart} by Application {self.app}{where}"
+
+
 @dataclass(eq=False)
 class K8sObject:
     data: dict[str, Any]
@@ -22,6 +48,7 @@ class K8sObject:
     fallback: tuple[int, int]
     unit: str  # scope for duplicate detection: one kustomize render or one directory
     kustomization: Path | None = None
+    helm: HelmOrigin | None = None  # rendered from a Helm chart source of an Application
 
     @property
     def api_version(self) -> str:
@@ -95,6 +122,9 @@ class Tree:
         default_factory=dict
     )  # resource docs by kind/name
     rendered: set[Path] = field(default_factory=set)  # kustomization dirs rendered so far
+    # --render-charts: objects per (id(Application), source index), and why a chart source was not rendered
+    helm_renders: dict[tuple[int, int], list[K8sObject]] = field(default_factory=dict)
+    helm_not_rendered: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def display(self, path: Path) -> str:
         return display_path(path, self.cwd)
@@ -104,6 +134,8 @@ class Tree:
             self.silenced += 1
             return
         line, col = obj.at(json_path)
+        if obj.helm is not None:
+            message = f"{message} ({obj.helm.note(_value_at(obj.data, json_path))})"
         self.findings.append(finding(rule_id, obj.display, line, col, message, obj.ident))
 
     def report_at(self, rule_id: str, display: str, line: int, col: int, message: str) -> None:
@@ -111,6 +143,16 @@ class Tree:
 
     def of_kind(self, *kinds: str) -> list[K8sObject]:
         return [o for o in self.objects if o.kind in kinds]
+
+
+def _value_at(data: Any, json_path: JsonPath) -> Any:
+    for part in json_path:
+        in_list = isinstance(part, int) and isinstance(data, list) and 0 <= part < len(data)
+        if in_list or (isinstance(data, dict) and part in data):
+            data = data[part]
+        else:
+            return None
+    return data
 
 
 def display_path(path: Path, cwd: Path) -> str:
