@@ -26,12 +26,36 @@ from types import TracebackType
 from typing import Protocol, Self, TypeVar
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ValidationError
+
+from llm_platform.documents import CONFIG_LIMITS, DocumentError, cut, load_yaml_file, locate
 from llm_platform.errors import InputError, PinnedFileError
 from llm_platform.http_client import httpx
 from llm_platform.logs import get_logger
 from llm_platform.oci import atomic_write
 
 log = get_logger("pinned")
+
+
+LockModel = TypeVar("LockModel", bound=BaseModel)
+
+
+def load_lock_file(path: Path, model: type[LockModel]) -> LockModel:
+    """A lock file (YAML, bounded like every config) validated as `model`; errors name file:line and field."""
+    try:
+        doc = load_yaml_file(path, CONFIG_LIMITS)
+    except DocumentError as exc:
+        if exc.kind in ("missing", "unreadable"):
+            raise InputError(f"{path}: cannot read lock file: {exc.detail}") from None
+        raise
+    try:
+        return model.model_validate(doc.data if doc is not None else None)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(err["loc"])
+        where = f"{path}:{locate(doc.node, loc)[0]}" if doc is not None else str(path)
+        field = ".".join(map(str, loc))
+        raise InputError(f"{where}: {'field ' + field + ': ' if field else ''}{cut(err['msg'])}") from None
 
 
 class PinnedFile(Protocol):

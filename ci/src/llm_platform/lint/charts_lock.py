@@ -30,14 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from llm_platform.cache_root import cache_root
 from llm_platform.documents import (
-    CONFIG_LIMITS,
     MANIFEST_LIMITS,
     DocumentError,
-    cut,
     iter_yaml,
     load_json_file,
-    load_yaml_file,
-    locate,
     read_bytes,
 )
 from llm_platform.errors import InputError, PinnedFileError, ToolError
@@ -46,6 +42,7 @@ from llm_platform.pinned_files import (
     EntryRefusedError,
     SourceUnreachableError,
     SyncTarget,
+    load_lock_file,
     sync_pinned,
 )
 
@@ -140,20 +137,7 @@ class ChartLock(BaseModel):
 
 
 def load_lock(path: Path) -> ChartLock:
-    try:
-        doc = load_yaml_file(path, CONFIG_LIMITS)
-    except DocumentError as exc:
-        if exc.kind in ("missing", "unreadable"):
-            raise InputError(f"{path}: cannot read lock file: {exc.detail}") from None
-        raise
-    try:
-        return ChartLock.model_validate(doc.data if doc is not None else None)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        where = f"{path}:{locate(doc.node, loc)[0]}" if doc is not None else str(path)
-        field = ".".join(map(str, loc))
-        raise InputError(f"{where}: {'field ' + field + ': ' if field else ''}{cut(err['msg'])}") from None
+    return load_lock_file(path, ChartLock)
 
 
 def default_chart_cache() -> Path:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from llm_platform.cache_root import cache_root
-from llm_platform.documents import CONFIG_LIMITS, DocumentError, cut, load_yaml_file, locate
 from llm_platform.errors import InputError
 from llm_platform.http_client import httpx
-from llm_platform.pinned_files import Mirror, SyncTarget, Upstream, sync_pinned
+from llm_platform.pinned_files import Mirror, SyncTarget, Upstream, load_lock_file, sync_pinned
 
 # The default of `crds sync --mirror`: a directory laid out like the cache (<project>/<tag>/<file>).
 CRDS_MIRROR_ENV = "LLM_PLATFORM_CRDS_MIRROR"
@@ -38,19 +37,7 @@ class CrdLock(BaseModel):
 
 
 def load_lock(path: Path) -> CrdLock:
-    try:
-        doc = load_yaml_file(path, CONFIG_LIMITS)
-    except DocumentError as exc:
-        if exc.kind in ("missing", "unreadable"):
-            raise InputError(f"{path}: cannot read lock file: {exc.detail}") from None
-        raise
-    try:
-        lock = CrdLock.model_validate(doc.data if doc is not None else None)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(err["loc"])
-        where = f"{path}:{locate(doc.node, loc)[0]}" if doc is not None else str(path)
-        raise InputError(f"{where}: field {'.'.join(map(str, loc))}: {cut(err['msg'])}") from None
+    lock = load_lock_file(path, CrdLock)
     for entry in lock.crds:
         if (
             entry.file.startswith("/")
