@@ -38,7 +38,7 @@ from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.reader import ReaderError
 
-from llm_platform.errors import InputError
+from llm_platform.errors import DocumentError
 
 MiB = 1024 * 1024
 
@@ -76,34 +76,6 @@ def cut(text: str, limit: int = _CUT) -> str:
     """`text` on one line, at most `limit` characters (a huge value is never echoed in full)."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-class DocumentError(InputError):
-    """A document that could not be read or parsed, or that exceeds its limits.
-
-    `kind`: `missing`, `unreadable`, `not-regular`, `symlink-loop`, `syntax` or `limit`; `line` and
-    `column` (1-based) when known, and `opening` (line, column) of a quote or bracket the end of the
-    file left unclosed. The message is one line: `source:line: detail`.
-    """
-
-    def __init__(
-        self, source: str, detail: str, *, kind: str, line: int | None = None, column: int | None = None
-    ) -> None:
-        self.source = source
-        self.detail = cut(detail, 300)
-        self.kind = kind
-        self.line = line
-        self.column = column
-        self.opening: tuple[int, int] | None = None  # where an unclosed quote or bracket opens
-        super().__init__(f"{self.where}: {self.detail}")
-
-    @property
-    def where(self) -> str:
-        return f"{self.source}:{self.line}" if self.line is not None else self.source
-
-    @property
-    def syntax(self) -> bool:
-        return self.kind == "syntax"
 
 
 # -- files ---------------------------------------------------------------------------------------------

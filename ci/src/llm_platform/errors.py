@@ -41,6 +41,38 @@ class InvalidReferenceError(InputError, ValueError):
     """A malformed image reference. Also a ValueError, so a pydantic validator reports it against its field."""
 
 
+class DocumentError(InputError):
+    """A document that could not be read or parsed, or that exceeds its limits.
+
+    `kind`: `missing`, `unreadable`, `not-regular`, `symlink-loop`, `syntax` or `limit`; `line` and
+    `column` (1-based) when known, and `opening` (line, column) of a quote or bracket the end of the
+    file left unclosed. The message is one line: `source:line: detail`.
+    """
+
+    def __init__(
+        self, source: str, detail: str, *, kind: str, line: int | None = None, column: int | None = None
+    ) -> None:
+        self.source = source
+        self.detail = one_line(detail, 300)
+        self.kind = kind
+        self.line = line
+        self.column = column
+        self.opening: tuple[int, int] | None = None  # where an unclosed quote or bracket opens
+        super().__init__(f"{self.where}: {self.detail}")
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}" if self.line is not None else self.source
+
+    @property
+    def syntax(self) -> bool:
+        return self.kind == "syntax"
+
+
+class SymlinkError(InputError):
+    """A symlink that the bump will not follow: out of the repository, absolute, or a loop."""
+
+
 class CouldNotRunError(InputError):
     """A command could not start its work (missing input, renderer or configuration)."""
 

@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
 
 from llm_platform.bump.git import Git
-from llm_platform.errors import InputError
+from llm_platform.errors import SymlinkError
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 _YAML_NAMES = ("Kustomization",)
@@ -77,10 +77,6 @@ class Snapshot(Protocol):
     def local_path(self, path: str) -> Path | None:
         """A filesystem path with the content of the file at `path` (for loaders that take a Path)."""
         ...
-
-
-class SymlinkError(InputError):
-    """A symlink that the bump will not follow: out of the repository, absolute, or a loop."""
 
 
 def _join(parent: str, name: str) -> str:
