@@ -120,6 +120,21 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return code, out, err
 
 
+def build_argv(model: GeneratedModel, base: BaseLayout, output: Path, *extra: str) -> list[str]:
+    return [
+        "modelcar",
+        "build",
+        str(model.spec),
+        "--source-dir",
+        str(model.source),
+        "--base",
+        base.ref,
+        "--output",
+        str(output),
+        *extra,
+    ]
+
+
 def publish_argv(
     model: GeneratedModel, base: BaseLayout, registry: Registry, cache: Path, *extra: str
 ) -> list[str]:
@@ -189,18 +204,7 @@ def test_a_publish_whose_file_changes_mid_read_fails_and_commits_nothing(
     victim = model.source / VICTIM
     if warm:
         code, _, err = run_cli(
-            capsys,
-            "modelcar",
-            "build",
-            str(model.spec),
-            "--source-dir",
-            str(model.source),
-            "--base",
-            busybox_layout.ref,
-            "--output",
-            str(tmp_path / "built"),
-            "--cache-dir",
-            str(cache),
+            capsys, *build_argv(model, busybox_layout, tmp_path / "built", "--cache-dir", str(cache))
         )
         assert code == 0, err
         before = cache_records_of(cache, victim)
@@ -237,18 +241,7 @@ def test_a_build_whose_file_changes_mid_read_fails_and_leaves_no_layout(
     cache, output = tmp_path / "cache", tmp_path / "out"
     with RewriteMidRead(model.source / VICTIM) as rewrite:
         code, out, err = run_cli(
-            capsys,
-            "modelcar",
-            "build",
-            str(model.spec),
-            "--source-dir",
-            str(model.source),
-            "--base",
-            busybox_layout.ref,
-            "--output",
-            str(output),
-            "--cache-dir",
-            str(cache),
+            capsys, *build_argv(model, busybox_layout, output, "--cache-dir", str(cache))
         )
     assert rewrite.done.is_set()
     assert (code, out) == (1, "")
@@ -298,18 +291,7 @@ def test_an_unreadable_file_is_one_input_error_naming_it(
     so as root the build runs without the capabilities that override permission bits (setpriv)."""
     victim = model.source / "config.json"
     victim.chmod(0)
-    argv = [
-        "modelcar",
-        "build",
-        str(model.spec),
-        "--source-dir",
-        str(model.source),
-        "--base",
-        busybox_layout.ref,
-        "--output",
-        str(model.source.parent / "out"),
-        "--no-cache",
-    ]
+    argv = build_argv(model, busybox_layout, model.source.parent / "out", "--no-cache")
     try:
         if os.geteuid() != 0:
             code, out, err = run_cli(capsys, *argv)

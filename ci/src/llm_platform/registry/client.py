@@ -16,7 +16,7 @@ import threading
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from llm_platform.errors import RegistryError
 from llm_platform.http_client import httpx
@@ -459,6 +459,14 @@ class RegistryClient:
                 log.debug("%s; retrying in %.1fs", exc, delay)
                 self._sleep(budget, delay)
 
+    def _request(
+        self, method: str, url: str, *, what: str, data: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """One distribution-API request: sent by `_send`, retried by `_with_retries`; `data` as there."""
+        return self._with_retries(
+            what, lambda timeout: self._send(method, url, what=what, timeout=timeout, **kwargs), data=data
+        )
+
     def _absolute(self, location: str) -> str:
         return location if location.startswith(("http://", "https://")) else self.base_url + location
 
@@ -468,21 +476,14 @@ class RegistryClient:
     # -- API --------------------------------------------------------------------------------------------
     def ping(self) -> None:
         """GET /v2/: fails early (and clearly) on an unreachable registry or rejected credentials."""
-        response = self._with_retries(
-            "GET /v2/", lambda timeout: self._send("GET", "/v2/", what="API check", timeout=timeout)
-        )
+        response = self._request("GET", "/v2/", what="API check")
         if response.status_code != 200:
             raise self._unexpected("API check (GET /v2/)", response)
 
     def blob_size(self, repository: str, digest: str) -> int | None:
         """Size of a blob the repository already holds, None when absent."""
         what = f"HEAD blob {digest[:19]} in {repository}"
-        response = self._with_retries(
-            what,
-            lambda timeout: self._send(
-                "HEAD", f"/v2/{repository}/blobs/{digest}", what=what, timeout=timeout
-            ),
-        )
+        response = self._request("HEAD", f"/v2/{repository}/blobs/{digest}", what=what)
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -492,15 +493,11 @@ class RegistryClient:
     def mount_blob(self, repository: str, digest: str, source_repository: str) -> bool:
         """Cross-repository mount (`?mount=&from=`); False when the registry opened an upload instead."""
         what = f"mount {digest[:19]} from {source_repository} into {repository}"
-        response = self._with_retries(
-            what,
-            lambda timeout: self._send(
-                "POST",
-                f"/v2/{repository}/blobs/uploads/",
-                what=what,
-                timeout=timeout,
-                params={"mount": digest, "from": source_repository},
-            ),
+        response = self._request(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            what=what,
+            params={"mount": digest, "from": source_repository},
         )
         if response.status_code == 201:
             return True
@@ -547,13 +544,7 @@ class RegistryClient:
         as it streams: the last chunk is followed by a RegistryError, not by the end, when the bytes are wrong.
         The request is sent on first iteration; a connection lost mid-blob is an error (no partial retries)."""
         what = f"GET blob {digest[:19]} from {repository}"
-        response = self._with_retries(
-            what,
-            lambda timeout: self._send(
-                "GET", f"/v2/{repository}/blobs/{digest}", what=what, timeout=timeout, stream=True
-            ),
-            data=True,
-        )
+        response = self._request("GET", f"/v2/{repository}/blobs/{digest}", what=what, data=True, stream=True)
         try:
             if response.status_code == 404:
                 raise response_error(
@@ -584,15 +575,8 @@ class RegistryClient:
     def get_manifest(self, repository: str, reference: str) -> tuple[bytes, str, str]:
         """(body, digest, media type); the digest is computed from the body and checked against the registry's."""
         what = f"GET manifest {repository}:{reference}"
-        response = self._with_retries(
-            what,
-            lambda timeout: self._send(
-                "GET",
-                f"/v2/{repository}/manifests/{reference}",
-                what=what,
-                timeout=timeout,
-                headers={"Accept": MANIFEST_ACCEPT},
-            ),
+        response = self._request(
+            "GET", f"/v2/{repository}/manifests/{reference}", what=what, headers={"Accept": MANIFEST_ACCEPT}
         )
         if response.status_code == 404:
             raise response_error(
@@ -615,15 +599,8 @@ class RegistryClient:
     def manifest_digest(self, repository: str, reference: str) -> str | None:
         """HEAD a manifest: its digest, or None when the tag/digest is unknown."""
         what = f"HEAD manifest {repository}:{reference}"
-        response = self._with_retries(
-            what,
-            lambda timeout: self._send(
-                "HEAD",
-                f"/v2/{repository}/manifests/{reference}",
-                what=what,
-                timeout=timeout,
-                headers={"Accept": MANIFEST_ACCEPT},
-            ),
+        response = self._request(
+            "HEAD", f"/v2/{repository}/manifests/{reference}", what=what, headers={"Accept": MANIFEST_ACCEPT}
         )
         if response.status_code == 404:
             return None
@@ -633,16 +610,12 @@ class RegistryClient:
 
     def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
         what = f"PUT manifest {repository}:{reference}"
-        response = self._with_retries(
-            what,
-            lambda timeout: self._send(
-                "PUT",
-                f"/v2/{repository}/manifests/{reference}",
-                what=what,
-                timeout=timeout,
-                content=body,
-                headers={"Content-Type": media_type},
-            ),
+        response = self._request(
+            "PUT",
+            f"/v2/{repository}/manifests/{reference}",
+            what=what,
+            content=body,
+            headers={"Content-Type": media_type},
         )
         if response.status_code not in (200, 201):
             raise self._unexpected(what, response)
@@ -658,11 +631,7 @@ class RegistryClient:
         url: str | None = f"/v2/{repository}/tags/list?n=1000"
         tags: list[str] = []
         while url:
-
-            def get_page(timeout: httpx.Timeout, page: str = url) -> httpx.Response:
-                return self._send("GET", page, what=what, timeout=timeout)
-
-            response = self._with_retries(what, get_page)
+            response = self._request("GET", url, what=what)
             if response.status_code == 404:
                 return tags
             if response.status_code != 200:
