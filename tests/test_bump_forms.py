@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.bump_cli import CliRun, run_cli
+from tests.support.bump_cli import CliRun, bump_argv, run_cli
 from tests.support.bump_fixture import (
     HF_COMMIT,
     Link,
@@ -40,18 +40,7 @@ Files = Mapping[str, str | bytes | Link]
 def bump(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[..., CliRun]:
     def run(repo: Path, env: dict[str, str], *args: str) -> CliRun:
         return run_cli(
-            [
-                "bump",
-                "--repo",
-                str(repo),
-                "--model",
-                "qwen-a",
-                "--ref",
-                f"{R}@{NEW}",
-                "--hf-commit",
-                HF_COMMIT,
-                *args,
-            ],
+            bump_argv(repo, "qwen-a", f"{R}@{NEW}", HF_COMMIT, *args),
             env,
             monkeypatch,
             capsys,

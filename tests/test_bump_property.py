@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from llm_platform.bump import bump_model
 from llm_platform.errors import PlatformError
-from tests.support.bump_cli import run_cli
+from tests.support.bump_cli import bump_argv, run_cli
 from tests.support.bump_fixture import (
     HF_COMMIT,
     Link,
@@ -338,18 +338,7 @@ def test_commit_and_push_give_the_same_answer_on_generated_trees(
         work = clone(str(remote), base / mode, env)
         args = ["--commit"] if mode == "commit" else ["--push", "origin"]
         proc = run_cli(
-            [
-                "bump",
-                "--repo",
-                str(work),
-                "--model",
-                "qwen-a",
-                "--ref",
-                f"{R}@{NEW}",
-                "--hf-commit",
-                HF_COMMIT,
-                *args,
-            ],
+            bump_argv(work, "qwen-a", f"{R}@{NEW}", HF_COMMIT, *args),
             env,
             monkeypatch,
             capsys,

@@ -19,7 +19,7 @@ from llm_platform.registry.client import RegistryClient
 from tests.support.blobs import random_blob
 from tests.support.fault_proxy import HELD, STALLED, Fault, FaultProxy, Rule
 from tests.support.images import BaseLayout
-from tests.support.publish_fixtures import GeneratedModel, generated_model
+from tests.support.publish_fixtures import generated_model, publish_argv
 from tests.support.registry import Registry
 
 
@@ -147,7 +147,11 @@ def test_a_publish_waits_out_a_retry_after_and_succeeds(
         return None
 
     proxy = proxy_for(registry, proxies, first_manifest_put)
-    code = main(publish_argv(model, busybox_layout, f"{proxy.host}/m/bounded-model", "--timeout", "5"))
+    code = main(
+        publish_argv(
+            model, busybox_layout.ref, f"{proxy.host}/m/bounded-model", "--no-cache", "--timeout", "5"
+        )
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     assert out.startswith(f"{proxy.host}/m/bounded-model@sha256:")
@@ -199,22 +203,6 @@ def test_an_upload_the_registry_stops_reading_fails_within_the_bound(
         assert direct.blob_size("demo/held", blob.digest) is None
 
 
-def publish_argv(model: GeneratedModel, base: BaseLayout, to: str, *extra: str) -> list[str]:
-    return [
-        "modelcar",
-        "publish",
-        str(model.spec),
-        "--source-dir",
-        str(model.source),
-        "--base",
-        base.ref,
-        "--to",
-        to,
-        "--no-cache",
-        *extra,
-    ]
-
-
 @pytest.mark.parametrize("how", ["flag", "environment"])
 def test_a_publish_to_a_stalling_registry_fails_within_the_bound_and_tags_nothing(
     tmp_path: Path,
@@ -233,7 +221,9 @@ def test_a_publish_to_a_stalling_registry_fails_within_the_bound_and_tags_nothin
     if how == "environment":
         monkeypatch.setenv(TIMEOUT_ENV, "2")
     started = time.monotonic()
-    code = main(publish_argv(model, busybox_layout, f"{proxy.host}/m/stalled-model", *extra))
+    code = main(
+        publish_argv(model, busybox_layout.ref, f"{proxy.host}/m/stalled-model", "--no-cache", *extra)
+    )
     elapsed = time.monotonic() - started
     out, err = capsys.readouterr()
     print(f"publish to a stalling registry ({how}): exit {code} after {elapsed:.2f} s")

@@ -13,7 +13,7 @@ from llm_platform.cli import main
 from llm_platform.registry.client import RegistryClient
 from tests.support.fault_proxy import FaultProxy
 from tests.support.images import BaseLayout
-from tests.support.publish_fixtures import GeneratedModel, generated_model
+from tests.support.publish_fixtures import GeneratedModel, generated_model, publish_argv
 from tests.support.registry import Registry, free_port
 from tests.support.token_server import TokenServer
 
@@ -38,23 +38,7 @@ def proxy_factory(registry: Registry) -> Iterator[list[FaultProxy]]:
 def publish(
     capsys: pytest.CaptureFixture[str], model: GeneratedModel, base: BaseLayout, to: str, *extra: str
 ) -> tuple[int, str, str]:
-    code = main(
-        [
-            "modelcar",
-            "publish",
-            str(model.spec),
-            "--source-dir",
-            str(model.source),
-            "--base",
-            base.ref,
-            "--to",
-            to,
-            "--retries",
-            "1",
-            "--no-cache",
-            *extra,
-        ]
-    )
+    code = main(publish_argv(model, base.ref, to, "--retries", "1", "--no-cache", *extra))
     out, err = capsys.readouterr()
     return code, out, err
 

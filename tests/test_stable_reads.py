@@ -26,7 +26,13 @@ from llm_platform.modelcar.source import file_identity, local_source
 from llm_platform.modelcar.spec import load_spec
 from llm_platform.registry.client import RegistryClient
 from tests.support.images import BaseLayout
-from tests.support.publish_fixtures import GeneratedModel, generated_model, write_pattern
+from tests.support.publish_fixtures import (
+    GeneratedModel,
+    build_argv,
+    generated_model,
+    publish_argv,
+    write_pattern,
+)
 from tests.support.registry import Registry
 
 MiB = 1024 * 1024
@@ -120,40 +126,6 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     return code, out, err
 
 
-def build_argv(model: GeneratedModel, base: BaseLayout, output: Path, *extra: str) -> list[str]:
-    return [
-        "modelcar",
-        "build",
-        str(model.spec),
-        "--source-dir",
-        str(model.source),
-        "--base",
-        base.ref,
-        "--output",
-        str(output),
-        *extra,
-    ]
-
-
-def publish_argv(
-    model: GeneratedModel, base: BaseLayout, registry: Registry, cache: Path, *extra: str
-) -> list[str]:
-    return [
-        "modelcar",
-        "publish",
-        str(model.spec),
-        "--source-dir",
-        str(model.source),
-        "--base",
-        base.ref,
-        "--to",
-        f"{registry.host}/{REPOSITORY}",
-        "--cache-dir",
-        str(cache),
-        *extra,
-    ]
-
-
 def registry_manifests(registry: Registry) -> list[str]:
     """Manifest revisions the registry stores for the repository (its filesystem, not its API)."""
     revisions = (
@@ -204,7 +176,7 @@ def test_a_publish_whose_file_changes_mid_read_fails_and_commits_nothing(
     victim = model.source / VICTIM
     if warm:
         code, _, err = run_cli(
-            capsys, *build_argv(model, busybox_layout, tmp_path / "built", "--cache-dir", str(cache))
+            capsys, *build_argv(model, busybox_layout.ref, tmp_path / "built", "--cache-dir", str(cache))
         )
         assert code == 0, err
         before = cache_records_of(cache, victim)
@@ -214,7 +186,16 @@ def test_a_publish_whose_file_changes_mid_read_fails_and_commits_nothing(
 
     with RewriteMidRead(victim, how=how) as rewrite:
         code, out, err = run_cli(
-            capsys, *publish_argv(model, busybox_layout, registry, cache, "--upload-mode", upload_mode)
+            capsys,
+            *publish_argv(
+                model,
+                busybox_layout.ref,
+                f"{registry.host}/{REPOSITORY}",
+                "--cache-dir",
+                str(cache),
+                "--upload-mode",
+                upload_mode,
+            ),
         )
     assert rewrite.done.is_set() and 0 < rewrite.position < FILES[VICTIM] // 2
     assert (code, out) == (1, "")
@@ -229,7 +210,10 @@ def test_a_publish_whose_file_changes_mid_read_fails_and_commits_nothing(
     assert sorted(cache_records_of(cache, victim)) == sorted(before)  # nor anything new about it
 
     # Once the file is stable, the same command publishes it (what the message says to do).
-    code, out, err = run_cli(capsys, *publish_argv(model, busybox_layout, registry, cache))
+    code, out, err = run_cli(
+        capsys,
+        *publish_argv(model, busybox_layout.ref, f"{registry.host}/{REPOSITORY}", "--cache-dir", str(cache)),
+    )
     assert code == 0, err
     assert out.startswith(f"{registry.host}/{REPOSITORY}@sha256:")
     assert len(registry_manifests(registry)) == 1
@@ -241,7 +225,7 @@ def test_a_build_whose_file_changes_mid_read_fails_and_leaves_no_layout(
     cache, output = tmp_path / "cache", tmp_path / "out"
     with RewriteMidRead(model.source / VICTIM) as rewrite:
         code, out, err = run_cli(
-            capsys, *build_argv(model, busybox_layout, output, "--cache-dir", str(cache))
+            capsys, *build_argv(model, busybox_layout.ref, output, "--cache-dir", str(cache))
         )
     assert rewrite.done.is_set()
     assert (code, out) == (1, "")
@@ -291,7 +275,7 @@ def test_an_unreadable_file_is_one_input_error_naming_it(
     so as root the build runs without the capabilities that override permission bits (setpriv)."""
     victim = model.source / "config.json"
     victim.chmod(0)
-    argv = build_argv(model, busybox_layout, model.source.parent / "out", "--no-cache")
+    argv = build_argv(model, busybox_layout.ref, model.source.parent / "out", "--no-cache")
     try:
         if os.geteuid() != 0:
             code, out, err = run_cli(capsys, *argv)

@@ -41,3 +41,8 @@ def run_cli(
         code = main(argv)
         out, err = capsys.readouterr()
     return CliRun(code, out, err)
+
+
+def bump_argv(repo: object, model: str, ref: str, hf_commit: str, *args: str) -> list[str]:
+    """`bump --repo REPO --model MODEL --ref REF --hf-commit SHA ARGS...`."""
+    return ["bump", "--repo", str(repo), "--model", model, "--ref", ref, "--hf-commit", hf_commit, *args]

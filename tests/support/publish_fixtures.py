@@ -102,3 +102,35 @@ class AccessLog:
             for m, p, s in self.since_mark()
             if m == "PUT" and "/blobs/uploads/" in p and s == 201
         )
+
+
+def build_argv(model: GeneratedModel, base_ref: str, output: Path, *extra: str) -> list[str]:
+    """`modelcar build` of a generated model from its directory on `base_ref`."""
+    return [
+        "modelcar",
+        "build",
+        str(model.spec),
+        "--source-dir",
+        str(model.source),
+        "--base",
+        base_ref,
+        "--output",
+        str(output),
+        *extra,
+    ]
+
+
+def publish_argv(model: GeneratedModel, base_ref: str, to: str, *extra: str) -> list[str]:
+    """`modelcar publish` of a generated model from its directory on `base_ref` to `to`."""
+    return [
+        "modelcar",
+        "publish",
+        str(model.spec),
+        "--source-dir",
+        str(model.source),
+        "--base",
+        base_ref,
+        "--to",
+        to,
+        *extra,
+    ]
