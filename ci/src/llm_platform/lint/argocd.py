@@ -110,7 +110,7 @@ class AppGraph:
         return app.dest_namespace if app else None
 
 
-def _sources(app: K8sObject) -> list[tuple[dict[str, Any], JsonPath]]:
+def application_sources(app: K8sObject) -> list[tuple[dict[str, Any], JsonPath]]:
     spec = app.spec
     if isinstance(spec.get("sources"), list):
         return [(s, ("spec", "sources", i)) for i, s in enumerate(spec["sources"]) if isinstance(s, dict)]
@@ -128,24 +128,24 @@ def our_repos(tree: Tree) -> set[str]:
     return _our_repos(tree)
 
 
-def _is_app(obj: K8sObject) -> bool:
+def is_application(obj: K8sObject) -> bool:
     return obj.kind == "Application" and obj.group == "argoproj.io"
 
 
 def _our_repos(tree: Tree) -> set[str]:
     if tree.config.repo_urls:
-        return {_norm_url(u) for u in tree.config.repo_urls}
+        return {normalise_repo_url(u) for u in tree.config.repo_urls}
     counts = Counter(
-        _norm_url(str(s.get("repoURL", "")))
+        normalise_repo_url(str(s.get("repoURL", "")))
         for o in tree.objects
-        if _is_app(o)
-        for s, _ in _sources(o)
+        if is_application(o)
+        for s, _ in application_sources(o)
         if s.get("path") is not None or s.get("ref")
     )
     return {counts.most_common(1)[0][0]} if counts else set()
 
 
-def _norm_url(url: str) -> str:
+def normalise_repo_url(url: str) -> str:
     return url.strip().rstrip("/").removesuffix(".git").lower()
 
 
@@ -153,9 +153,9 @@ def kustomize_targets(tree: Tree) -> list[Path]:
     ours = _our_repos(tree)
     out = []
     for o in tree.objects:
-        if _is_app(o):
-            for s, _ in _sources(o):
-                if s.get("path") is not None and _norm_url(str(s.get("repoURL", ""))) in ours:
+        if is_application(o):
+            for s, _ in application_sources(o):
+                if s.get("path") is not None and normalise_repo_url(str(s.get("repoURL", ""))) in ours:
                     out.append(real_path(tree.repo_root / str(s["path"])))
     return out
 
@@ -181,7 +181,7 @@ def check(tree: Tree, coverage: Coverage) -> AppGraph:
     waves = {id(o): _wave(tree, o) for o in tree.objects}
     ours = _our_repos(tree)
     projects = {o.name: o for o in tree.objects if o.kind == "AppProject" and o.group == "argoproj.io"}
-    apps = [AppInfo(o, _sources(o), waves[id(o)]) for o in tree.objects if _is_app(o)]
+    apps = [AppInfo(o, application_sources(o), waves[id(o)]) for o in tree.objects if is_application(o)]
     graph.apps = apps
     index = _build_index(tree)
     for app in apps:
@@ -343,7 +343,7 @@ def _source(
             if app.dest_namespace:
                 graph.helm_namespaces.add(app.dest_namespace)
     _values(tree, app, src, path, ours)
-    if src.get("path") is None or _norm_url(url) not in ours:
+    if src.get("path") is None or normalise_repo_url(url) not in ours:
         return
     target = real_path(tree.repo_root / str(src["path"]))
     if not target.is_dir():
@@ -406,7 +406,10 @@ def _values(tree: Tree, app: AppInfo, src: dict[str, Any], path: JsonPath, ours:
                     "argocd-values-missing", app.obj, where, f"value file {vf!r}: no source has ref: {ref}"
                 )
                 continue
-            if _norm_url(str(ref_src.get("repoURL", ""))) in ours and not (tree.repo_root / rel).is_file():
+            if (
+                normalise_repo_url(str(ref_src.get("repoURL", ""))) in ours
+                and not (tree.repo_root / rel).is_file()
+            ):
                 tree.report(
                     "argocd-values-missing",
                     app.obj,
@@ -415,7 +418,7 @@ def _values(tree: Tree, app: AppInfo, src: dict[str, Any], path: JsonPath, ours:
                 )
         elif (
             src.get("path") is not None
-            and _norm_url(str(src.get("repoURL", ""))) in ours
+            and normalise_repo_url(str(src.get("repoURL", ""))) in ours
             and not (tree.repo_root / str(src["path"]) / vf).is_file()
         ):
             tree.report("argocd-values-missing", app.obj, where, f"value file {vf!r} does not exist")
@@ -425,7 +428,7 @@ def _orphans(tree: Tree, graph: AppGraph) -> None:
     reached: set[Path] = set().union(*(a.files for a in graph.apps))
     reported: set[Path] = set()
     for obj in tree.objects:
-        if _is_app(obj) and id(obj) not in graph.deployed_by:
+        if is_application(obj) and id(obj) not in graph.deployed_by:
             continue  # a root Application: applied by hand or by the bootstrap
         if obj.helm is not None or obj.path in reached or obj.path in reported:
             continue
@@ -461,7 +464,10 @@ def _reached_twice(tree: Tree, graph: AppGraph) -> None:
             for src, path in app.sources:
                 if src.get("path") is None and src.get("chart") is None:
                     continue
-                pkey = (_norm_url(str(src.get("repoURL", ""))), str(src.get("path") or src.get("chart")))
+                pkey = (
+                    normalise_repo_url(str(src.get("repoURL", ""))),
+                    str(src.get("path") or src.get("chart")),
+                )
                 other = seen_paths.get(pkey)
                 if other is not None and other is not app:
                     tree.report(
@@ -578,7 +584,7 @@ def _ssa(tree: Tree, app: AppInfo) -> None:
 
 def check_sync_options(tree: Tree) -> None:
     for obj in tree.objects:
-        if not _is_app(obj):
+        if not is_application(obj):
             continue
         opts = (obj.spec.get("syncPolicy") or {}).get("syncOptions") or []
         for i, opt in enumerate(opts):

@@ -25,9 +25,11 @@ from typing import Any
 import yaml
 
 from llm_platform.errors import PlatformError
+from llm_platform.lint.argocd import application_sources, is_application, normalise_repo_url
 from llm_platform.lint.charts_lock import CHARTS_MIRROR_ENV, ChartLock, ensure_chart, load_lock
 from llm_platform.lint.sources import JsonPath
 from llm_platform.lint.tree import HelmOrigin, K8sObject, Tree
+from llm_platform.pinned_files import file_sha256
 
 WAVE_ANNOTATION = "argocd.argoproj.io/sync-wave"
 RENDER_ANNOTATION = "lint.llm-platform.io/render-charts"  # "true": render this Application's charts always
@@ -77,34 +79,9 @@ class _Job:
     result: dict[str, Any] = field(default_factory=dict)
 
 
-def _is_app(obj: K8sObject) -> bool:
-    return obj.kind == "Application" and obj.group == "argoproj.io"
-
-
-def _sources(app: K8sObject) -> list[tuple[dict[str, Any], JsonPath]]:
-    spec = app.spec
-    if isinstance(spec.get("sources"), list):
-        return [(s, ("spec", "sources", i)) for i, s in enumerate(spec["sources"]) if isinstance(s, dict)]
-    if isinstance(spec.get("source"), dict):
-        return [(spec["source"], ("spec", "source"))]
-    return []
-
-
-def _norm_url(url: str) -> str:
-    return url.strip().rstrip("/").removesuffix(".git").lower()
-
-
 def _helm_version(helm: str) -> str:
     out = subprocess.run([helm, "version", "--short"], capture_output=True, text=True, check=False)
     return out.stdout.strip() or "unknown"
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def render_charts(
@@ -217,11 +194,11 @@ def _wave(app: K8sObject) -> int:
 def _jobs(tree: Tree, ours: set[str], every_app: bool) -> list[_Job]:
     jobs: list[_Job] = []
     for app in tree.objects:
-        if not _is_app(app):
+        if not is_application(app):
             continue
         if not every_app and str(app.annotations.get(RENDER_ANNOTATION, "")).lower() != "true":
             continue
-        sources = _sources(app)
+        sources = application_sources(app)
         refs = {str(s.get("ref")): s for s, _ in sources if s.get("ref")}
         dest = app.spec.get("destination") if isinstance(app.spec.get("destination"), dict) else {}
         namespace = str((dest or {}).get("namespace") or "default")
@@ -263,7 +240,7 @@ def _values(
             return f"value file {vf!r} is inside the chart or another repository (not read here)"
         ref, _, rel = vf[1:].partition("/")
         ref_src = refs.get(ref)
-        if ref_src is None or _norm_url(str(ref_src.get("repoURL", ""))) not in ours:
+        if ref_src is None or normalise_repo_url(str(ref_src.get("repoURL", ""))) not in ours:
             return f"value file {vf!r} is not in this repository"
         file = tree.repo_root / rel
         if not file.is_file():
@@ -291,7 +268,7 @@ def _cache_key(job: _Job, helm_version: str, kube_version: str) -> str:
     assert job.tgz is not None
     parts = {
         "format": _RENDER_CACHE_FORMAT,
-        "chart_sha256": _sha256_file(job.tgz),
+        "chart_sha256": file_sha256(job.tgz),
         "values": [hashlib.sha256(f.read_bytes()).hexdigest() for f, _ in job.value_files],
         "inline": hashlib.sha256(job.inline).hexdigest() if job.inline is not None else None,
         "sets": job.sets,
