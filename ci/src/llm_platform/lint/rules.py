@@ -336,7 +336,18 @@ _RULES: list[Rule] = [
         id="xref-servicemonitor-selector",
         category="xref",
         severity=_E,
-        rationale="A ServiceMonitor that selects no Service (or names a port it lacks) scrapes nothing.",
+        rationale="A ServiceMonitor that selects no Service (or names a port it lacks) scrapes nothing. "
+        "The Services a cluster creates itself count: default/kubernetes (the API server) and the kubelet "
+        "Service that prometheus-operator maintains (its --kubelet-service).",
+    ),
+    Rule(
+        id="xref-servicemonitor-target",
+        category="xref",
+        severity=_E,
+        rationale="A ServiceMonitor whose Service selects pods that cannot be scraped on the platform's "
+        "clusters (kube-controller-manager, kube-scheduler, etcd, kube-proxy: managed and invisible on GKE, "
+        "bound to 127.0.0.1 by kubeadm on kind) has targets that are down forever, and the matching "
+        "<Component>Down alert of the default rules fires forever on both environments.",
     ),
     Rule(
         id="xref-localqueue",

@@ -231,7 +231,67 @@ def _externalsecrets(idx: _Index) -> None:
             )
 
 
+# Services the cluster creates itself (not in any tree), as (namespace, name, labels, port names):
+# - default/kubernetes, by the API server (k8s pkg/controlplane/controller/kubernetesservice: labels
+#   component=apiserver, provider=kubernetes; port "https");
+# - the kubelet Service prometheus-operator maintains when run with --kubelet-service=<ns>/<name>
+#   (prometheus-operator pkg/kubelet: labels k8s-app=kubelet, app.kubernetes.io/name=kubelet,
+#   app.kubernetes.io/managed-by=prometheus-operator; ports https-metrics, http-metrics, cadvisor).
+_API_SERVER_SERVICE = (
+    "default",
+    "kubernetes",
+    {"component": "apiserver", "provider": "kubernetes"},
+    {"https"},
+)
+_KUBELET_LABELS = {
+    "k8s-app": "kubelet",
+    "app.kubernetes.io/name": "kubelet",
+    "app.kubernetes.io/managed-by": "prometheus-operator",
+}
+_KUBELET_PORTS = {"https-metrics", "http-metrics", "cadvisor"}
+
+# Pods of the cluster itself that a Service may select but whose metrics no in-cluster Prometheus
+# reaches on the platform's clusters: on GKE the control plane is managed (no such pods) and kube-proxy
+# is a static pod serving metrics on 127.0.0.1 (none at all with Dataplane V2); on kind, kubeadm binds
+# these endpoints to 127.0.0.1 (--bind-address, --listen-metrics-urls and metricsBindAddress defaults).
+_UNREACHABLE_CLUSTER_PODS: list[tuple[dict[str, str], str]] = [
+    ({"component": "kube-controller-manager"}, "kube-controller-manager"),
+    ({"component": "kube-scheduler"}, "kube-scheduler"),
+    ({"component": "etcd"}, "etcd"),
+    ({"k8s-app": "kube-proxy"}, "kube-proxy"),
+]
+
+
+class _Svc:
+    def __init__(
+        self, ns: str | None, labels: dict[str, str], ports: set[str], obj: K8sObject | None
+    ) -> None:
+        self.ns, self.labels, self.ports, self.obj = ns, labels, ports, obj
+
+
+def _services(idx: _Index) -> list[_Svc]:
+    out = [
+        _Svc(
+            idx.ns(s),
+            s.labels,
+            {str(p.get("name")) for p in (s.spec.get("ports") or []) if isinstance(p, dict)},
+            s,
+        )
+        for s in idx.by_kind.get("Service", [])
+    ]
+    ns, _, labels, ports = _API_SERVER_SERVICE
+    out.append(_Svc(ns, labels, ports, None))
+    for ref in idx.pods:
+        for c, _ in ref.containers:
+            for arg in container_args(c):
+                if arg.startswith("--kubelet-service="):
+                    kns, _, _name = arg.split("=", 1)[1].partition("/")
+                    out.append(_Svc(kns, _KUBELET_LABELS, _KUBELET_PORTS, None))
+    return out
+
+
 def _servicemonitors(idx: _Index) -> None:
+    services = _services(idx)
     for sm in idx.by_kind.get("ServiceMonitor", []):
         ns = idx.ns(sm)
         nsel = sm.spec.get("namespaceSelector") or {}
@@ -239,9 +299,9 @@ def _servicemonitors(idx: _Index) -> None:
         sel = (sm.spec.get("selector") or {}).get("matchLabels") or {}
         svcs = [
             s
-            for s in idx.by_kind.get("Service", [])
+            for s in services
             if all(s.labels.get(k) == str(v) for k, v in sel.items())
-            and (names is None or idx.ns(s) in (*names, None))
+            and (names is None or s.ns in (*names, None))
         ]
         if not svcs:
             if not any(idx.maybe_external(n) for n in (names or [None])):
@@ -252,7 +312,7 @@ def _servicemonitors(idx: _Index) -> None:
                     f"selector {sel} matches no Service in {names or 'any namespace'}",
                 )
             continue
-        port_names = {p.get("name") for s in svcs for p in (s.spec.get("ports") or []) if isinstance(p, dict)}
+        port_names = {p for s in svcs for p in s.ports}
         for i, ep in enumerate(sm.spec.get("endpoints") or []):
             if isinstance(ep, dict) and ep.get("port") and ep["port"] not in port_names:
                 idx.tree.report(
@@ -261,6 +321,34 @@ def _servicemonitors(idx: _Index) -> None:
                     ("spec", "endpoints", i, "port"),
                     f"endpoint port {ep['port']!r} is not a port name of the selected Services",
                 )
+        _unreachable_targets(idx, sm, svcs)
+
+
+def _unreachable_targets(idx: _Index, sm: K8sObject, svcs: list[_Svc]) -> None:
+    for svc in svcs:
+        if svc.obj is None:
+            continue
+        selector = svc.obj.spec.get("selector")
+        if not isinstance(selector, dict) or not selector:
+            continue  # endpoints managed by hand or by a controller: nothing to follow
+        if any(
+            idx.ns(ref.obj) in (svc.ns, None)
+            and all(ref.labels.get(k) == str(v) for k, v in selector.items())
+            for ref in idx.pods
+        ):
+            continue  # pods of the tree's own workloads
+        for labels, component in _UNREACHABLE_CLUSTER_PODS:
+            if all(selector.get(k) == v for k, v in labels.items()):
+                idx.tree.report(
+                    "xref-servicemonitor-target",
+                    sm,
+                    ("spec", "selector"),
+                    f"it scrapes Service {svc.obj.name!r}, whose pods ({selector}) are the cluster's own "
+                    f"{component}: not reachable on GKE (managed) nor on kind (kubeadm binds it to "
+                    "127.0.0.1), so its targets are down forever and its Down alert fires; disable that "
+                    "component's monitoring (for a chart, in its values)",
+                )
+                break
 
 
 def _queues(idx: _Index) -> None:
