@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
+from llm_platform.lint.sources import JsonPath
 from llm_platform.lint.tree import K8sObject, Tree
 from llm_platform.lint.workloads import GPU, QUEUE_LABEL, PodSpecRef, gpu_count, pod_specs, uses_gpu
 from llm_platform.oci import DIGEST_PATTERN
@@ -47,17 +50,104 @@ def _serving(ref: PodSpecRef, pool_selected: bool) -> bool:
 def check(tree: Tree, pool_selectors: list[dict[str, str]] | None = None) -> None:
     selectors = pool_selectors if pool_selectors is not None else _pool_selectors(tree)
     for obj in tree.objects:
+        covered: set[JsonPath] = set()
+        if obj.kind in _IMAGE_KINDS_WITH_CONTAINERS and obj.spec.get("disabled") is True:
+            continue  # KServe never selects a disabled runtime: its images are never pulled
         if obj.kind in _IMAGE_KINDS_WITH_CONTAINERS:
             for i, c in enumerate(obj.spec.get("containers") or []):
                 if isinstance(c, dict):
+                    covered.add(("spec", "containers", i, "image"))
                     check_image(tree, obj, c.get("image"), ("spec", "containers", i, "image"))
         for ref in pod_specs(obj):
+            covered.update((*path, "image") for _, path in ref.containers)
             _pod(
                 tree,
                 obj,
                 ref,
                 any(sel and all(ref.labels.get(k) == v for k, v in sel.items()) for sel in selectors),
             )
+        if obj.kind not in _NOT_WORKLOAD_KINDS:
+            _other_images(tree, obj, covered)
+
+
+# Kinds whose `image` fields are not images the cluster pulls (schemas, docs, the linter's own input).
+_NOT_WORKLOAD_KINDS = {"CustomResourceDefinition", "Kustomization", "Component"}
+_IMAGE_REF = re.compile(r"^[a-z0-9][a-z0-9._\-/:]*(?::[\w][\w.\-]{0,127})?(?:@sha256:[0-9a-f]{64})?$")
+_IMAGE_FLAG = re.compile(r"^--?[\w-]*(?:image|reloader)[\w-]*=(.+)$", re.IGNORECASE)
+_MAX_EMBEDDED_CONFIG = 1 << 20  # a ConfigMap value parsed for embedded images (JSON or YAML)
+
+
+def _looks_like_image(value: str) -> bool:
+    """A reference a runtime pulls: registry/repo with a tag or digest, not a bare word or a URL."""
+    if "://" in value or " " in value or "{" in value or not _IMAGE_REF.match(value):
+        return False
+    return ":" in value.rsplit("/", 1)[-1] or "@" in value or "/" in value
+
+
+def _other_images(tree: Tree, obj: K8sObject, covered: set[JsonPath]) -> None:
+    """Images outside pod containers: custom resources (Prometheus.spec.image, ClusterPolicy's
+    repository/image/version), image flags in container args, and images inside ConfigMap values that
+    hold JSON/YAML config (KServe's inferenceservice-config). Each is checked like a container image."""
+    for path, value in _walk(obj.data, ()):
+        if path in covered:
+            continue
+        key = path[-1] if path else None
+        if isinstance(value, dict):
+            joined = _split_image(value)
+            if joined is not None:
+                check_image(tree, obj, joined, path)
+        elif isinstance(value, str) and isinstance(key, str):
+            if key == "image" or key.endswith("Image"):
+                if _looks_like_image(value):
+                    check_image(tree, obj, value, path)
+            elif obj.kind == "ConfigMap" and len(path) == 2 and path[0] == "data":
+                _embedded(tree, obj, path, value)
+        elif isinstance(value, str) and len(path) >= 2 and path[-2] in ("args", "command"):
+            m = _IMAGE_FLAG.match(value)
+            if m and _looks_like_image(m.group(1)):
+                check_image(tree, obj, m.group(1), path)
+
+
+def _split_image(node: dict[str, Any]) -> str | None:
+    """`{repository, tag}` (Helm style) or `{repository, image, version}` (NVIDIA ClusterPolicy)."""
+    repo = node.get("repository")
+    if not isinstance(repo, str) or not repo or "://" in repo:
+        return None
+    if isinstance(node.get("image"), str) and isinstance(node.get("version"), (str, int, float)):
+        version = str(node["version"])
+        sep = "@" if version.startswith("sha256:") else ":"
+        return f"{repo.rstrip('/')}/{node['image']}{sep}{version}"
+    if "image" not in node and isinstance(node.get("tag"), str) and node["tag"]:
+        tag = node["tag"]
+        return f"{repo}{'' if tag.startswith('@') else ':'}{tag}"
+    return None
+
+
+def _embedded(tree: Tree, obj: K8sObject, path: JsonPath, text: str) -> None:
+    if len(text) > _MAX_EMBEDDED_CONFIG or "image" not in text.lower():
+        return
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return
+    for _, value in _walk(data, ()):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                named = isinstance(k, str) and (k == "image" or k.endswith("Image"))
+                if named and isinstance(v, str) and _looks_like_image(v):
+                    check_image(tree, obj, v, path)
+
+
+def _walk(data: Any, path: JsonPath, depth: int = 0) -> Iterator[tuple[JsonPath, Any]]:
+    yield path, data
+    if depth > 64:
+        return
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield from _walk(v, (*path, k), depth + 1)
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            yield from _walk(v, (*path, i), depth + 1)
 
 
 def _pool_selectors(tree: Tree) -> list[dict[str, str]]:
