@@ -146,3 +146,52 @@ def test_kubernetes_version_is_checked() -> None:
     assert resolve_kubernetes_version("v1.33.4") == "1.33"
     with pytest.raises(InputError, match="not supported"):
         resolve_kubernetes_version("1.99")
+
+
+def _widget_crd(size_type: str) -> dict:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "names": {"kind": "Widget", "plural": "widgets"},
+            "scope": "Namespaced",
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {"type": "object", "properties": {"size": {"type": size_type}}}
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+@pytest.mark.parametrize("parse_lock_file_first", [False, True])
+def test_a_crd_the_tree_installs_takes_precedence_over_the_crd_lock(
+    tmp_path: Path, parse_lock_file_first: bool
+) -> None:
+    """What a chart of the tree installs is what the cluster serves: its CRD validates the tree's
+    objects, not an other version of the same kind from --crds, whichever was read first."""
+    lock_dir = tmp_path / "crds"
+    lock_dir.mkdir()
+    (lock_dir / "widgets.yaml").write_text(yaml.safe_dump(_widget_crd("integer")))
+    store = CrdStore([lock_dir], None)
+    if parse_lock_file_first:
+        lock_only = store.lookup("example.com", "Widget")
+        assert lock_only is not None and lock_only.source.endswith("widgets.yaml")
+    store.add(_widget_crd("string"), "rendered from chart widgets 1.0.0")
+    store.add(_widget_crd("boolean"), "a second copy in the tree")
+    entry = store.lookup("example.com", "Widget")
+    assert entry is not None and entry.source == "rendered from chart widgets 1.0.0"
+    assert entry.served["v1"].validate({"spec": {"size": "big"}}).errors == []
+    assert entry.served["v1"].validate({"spec": {"size": 3}}).errors != []

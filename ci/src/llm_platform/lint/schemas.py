@@ -181,6 +181,7 @@ class CrdStore:
         self._files: dict[tuple[str, str], list[Path]] = {}
         self._crds: dict[tuple[str, str], CrdVersions] = {}
         self._parsed: set[Path] = set()
+        self._from_tree: set[tuple[str, str]] = set()
         self._cache_dir = cache_dir
         self._lock = threading.Lock()
         for d in crd_dirs:
@@ -215,10 +216,16 @@ class CrdStore:
             self._files.setdefault(gk, []).append(path)
 
     def add(self, crd: dict[str, Any], source: str) -> None:
-        """A CRD found in the linted tree itself (already parsed)."""
+        """A CRD found in the linted tree itself or rendered from one of its charts (already parsed). It
+        is what the cluster will serve, so it takes precedence over a --crds file of the same kind (the
+        first such CRD in the tree wins)."""
         entry = _crd_entry(crd, source)
-        if entry is not None:
-            self._crds.setdefault((entry.group, entry.kind), entry)
+        if entry is None:
+            return
+        key = (entry.group, entry.kind)
+        if key not in self._from_tree:
+            self._from_tree.add(key)
+            self._crds[key] = entry
 
     def _parse(self, path: Path, text: str | None = None) -> None:
         if path in self._parsed:
