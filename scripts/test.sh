@@ -13,7 +13,6 @@ if [[ -z "${LLM_PLATFORM_CRDS_MIRROR:-}" && -d ../shared/crds ]]; then
   LLM_PLATFORM_CRDS_MIRROR=$(cd ../shared/crds && pwd -P)
   export LLM_PLATFORM_CRDS_MIRROR
 fi
-.venv/bin/llm-platform crds sync >/dev/null
 
 # Helm charts: the tests take the packages pinned in gitops/charts.lock.yaml from this mirror directory
 # (packages + INDEX.json, $LLM_PLATFORM_CHARTS_MIRROR) when it is beside the checkout, ../shared/charts.
@@ -25,5 +24,8 @@ fi
 # The pinned helm and kubectl (scripts/tools.lock, installed by scripts/setup.sh --tests) come first.
 PATH="$PWD/.venv/bin:$PATH"
 export PATH
+
+# The CRDs of the lock's `charts` entries are rendered from those chart packages with the pinned helm.
+.venv/bin/llm-platform crds sync >/dev/null
 
 exec .venv/bin/python -m pytest "$@"

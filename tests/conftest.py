@@ -32,18 +32,36 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def crds_dir() -> Path:
-    """The upstream CRDs pinned in gitops/crds.lock.yaml, through the project's own `crds sync` path into
+    """The CRDs pinned in gitops/crds.lock.yaml (upstream files, and those the tree's pinned charts install,
+    rendered from the verified chart packages: $LLM_PLATFORM_CHARTS_MIRROR), through the project's own `crds sync` path into
     the same cache a user's `llm-platform crds sync` fills (scripts/test.sh runs it first, so a failure is
     one line before any test): from $LLM_PLATFORM_CRDS_MIRROR when set (scripts/test.sh sets it to
     ../shared/crds when that exists), else from upstream. Every file is checked against its sha256, also
     when already cached. Laid out <project>/<tag>/<file>."""
     from llm_platform.errors import PlatformError
-    from llm_platform.lint.crds_lock import CRDS_MIRROR_ENV, default_crd_cache, load_lock, sync_crds
+    from llm_platform.lint.charts_lock import CHARTS_MIRROR_ENV
+    from llm_platform.lint.crds_lock import (
+        CRDS_MIRROR_ENV,
+        default_crd_cache,
+        load_lock,
+        prune_crd_cache,
+        sync_chart_crds,
+        sync_crds,
+    )
 
     cache = default_crd_cache()
     mirror = os.environ.get(CRDS_MIRROR_ENV) or None
+    charts_mirror = os.environ.get(CHARTS_MIRROR_ENV) or None
     try:
-        sync_crds(load_lock(CRDS_LOCK), cache, mirror=Path(mirror) if mirror else None)
+        lock = load_lock(CRDS_LOCK)
+        sync_crds(lock, cache, mirror=Path(mirror) if mirror else None)
+        sync_chart_crds(
+            lock,
+            cache,
+            charts_lock=CRDS_LOCK.with_name("charts.lock.yaml"),
+            charts_mirror=Path(charts_mirror) if charts_mirror else None,
+        )
+        prune_crd_cache(lock, cache)
     except PlatformError as exc:
         failure = f"the CRDs the tests need could not be synced: {exc}"
     else:

@@ -5,6 +5,7 @@ from a mirror directory (`--mirror DIR` / $LLM_PLATFORM_CRDS_MIRROR) verified ex
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -19,7 +20,16 @@ import pytest
 import yaml
 
 from llm_platform.errors import InputError, PinnedFileError
-from llm_platform.lint.crds_lock import CRDS_MIRROR_ENV, CrdLock, load_lock, sync_crds
+from llm_platform.lint.charts_lock import CHARTS_MIRROR_ENV, tree_chart_sources
+from llm_platform.lint.crds_lock import (
+    CACHE_MANIFEST,
+    CRDS_MIRROR_ENV,
+    CrdLock,
+    load_lock,
+    prune_crd_cache,
+    sync_chart_crds,
+    sync_crds,
+)
 from tests.support.loopback import LoopbackHTTPServer
 
 pytestmark = pytest.mark.unit  # pure: no registry, podman, git remote or heavy tools
@@ -70,6 +80,7 @@ def _local_lock(repo_root: Path, tmp_path: Path, base: str, entries: slice = sli
     """The real gitops/crds.lock.yaml (or a slice of it) with each URL pointed at `base`."""
     data = yaml.safe_load((repo_root / "gitops" / "crds.lock.yaml").read_text())
     data["crds"] = data["crds"][entries]
+    data.pop("charts", None)  # the upstream files only: chart-rendered CRDs have their own tests
     for entry in data["crds"]:
         entry["url"] = base + entry["file"]
     path = tmp_path / "crds.lock.yaml"
@@ -83,7 +94,11 @@ def _nowhere_lock(repo_root: Path, tmp_path: Path, entries: slice = slice(None))
 
 
 def _no_temporaries(cache: Path) -> bool:
-    return not [p for p in cache.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+    return not [
+        p
+        for p in cache.rglob("*")
+        if (p.name.startswith(".") and p.name != CACHE_MANIFEST) or p.suffix == ".tmp"
+    ]
 
 
 def test_lock_entries_are_pinned_upstream_files_with_their_real_kinds(
@@ -91,7 +106,7 @@ def test_lock_entries_are_pinned_upstream_files_with_their_real_kinds(
 ) -> None:
     lock = load_lock(repo_root / "gitops" / "crds.lock.yaml")
     files = [e.file for e in lock.crds]
-    assert len(files) == len(set(files)) >= 30
+    assert len(files) == len(set(files)) >= 8
     for e in lock.crds:
         # The cache path is <project>/<tag>/<upstream file name>, the URL is that tag's raw file.
         assert e.file == f"{e.project}/{e.version}/{e.url.rsplit('/', 1)[1]}", e.file
@@ -112,7 +127,7 @@ def test_the_session_crds_hold_every_locked_file_verified(repo_root: Path, crds_
     lock = load_lock(repo_root / "gitops" / "crds.lock.yaml")
     present = {p.relative_to(crds_dir).as_posix() for p in crds_dir.rglob("*") if p.is_file()}
     assert {e.file for e in lock.crds} <= present
-    assert not [p for p in present if p.rsplit("/", 1)[-1].startswith(".")]
+    assert not [p for p in present if p.rsplit("/", 1)[-1].startswith(".") and p != CACHE_MANIFEST]
     for entry in lock.crds:
         assert hashlib.sha256((crds_dir / entry.file).read_bytes()).hexdigest() == entry.sha256
 
@@ -155,7 +170,7 @@ def test_cli_sync_prints_cache_and_fails_on_mismatch(
     repo_root: Path, tmp_path: Path, served: tuple[Path, str]
 ) -> None:
     root, base = served
-    lock_path = _local_lock(repo_root, tmp_path, base, slice(7, 9))  # InferencePool + InferenceObjective
+    lock_path = _local_lock(repo_root, tmp_path, base, slice(5, 7))  # InferencePool + InferenceObjective
     small = yaml.safe_load(lock_path.read_text())
     cache = tmp_path / "cli-cache"
     argv = [_CLI, "crds", "sync", "--lock", str(lock_path), "--cache", str(cache)]
@@ -209,8 +224,9 @@ def test_mirror_with_a_tampered_file_is_refused_naming_it(
     repo_root: Path, tmp_path: Path, mirror: Path
 ) -> None:
     lock = load_lock(_nowhere_lock(repo_root, tmp_path))
-    tampered = lock.crds[7]
+    tampered = lock.crds[5]  # InferencePool
     path = mirror / tampered.file
+    assert b"maximum: 65535" in path.read_bytes()
     path.write_bytes(path.read_bytes().replace(b"maximum: 65535", b"maximum: 65536", 1))
     cache = tmp_path / "cache"
     (cache / tampered.file).parent.mkdir(parents=True)
@@ -260,7 +276,7 @@ def test_mirror_that_is_not_a_directory_is_bad_input(repo_root: Path, tmp_path: 
 def test_cli_mirror_from_the_flag_and_from_the_environment(
     repo_root: Path, tmp_path: Path, mirror: Path
 ) -> None:
-    lock_path = _nowhere_lock(repo_root, tmp_path, slice(7, 9))
+    lock_path = _nowhere_lock(repo_root, tmp_path, slice(5, 7))
     small = load_lock(lock_path)
     by_flag = tmp_path / "by-flag"
     proc = subprocess.run(
@@ -308,3 +324,83 @@ def test_bad_lock_file_names_the_field(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "crds.0.url" in proc.stderr
+
+
+def _charts_mirror() -> Path:
+    value = os.environ.get(CHARTS_MIRROR_ENV)
+    if not value:
+        pytest.fail(
+            f"${CHARTS_MIRROR_ENV} is not set (scripts/test.sh sets it from ../shared/charts)", pytrace=False
+        )
+    return Path(value)
+
+
+def test_chart_entries_render_exactly_the_crds_the_pinned_charts_install(
+    repo_root: Path, crds_dir: Path
+) -> None:
+    """Each `charts` entry names a chart version the tree deploys, and its cache file holds the CRDs
+    rendered from that verified package: every kind the entry lists, at the chart's own schema."""
+    lock = load_lock(repo_root / "gitops" / "crds.lock.yaml")
+    pinned = {
+        (chart, version)
+        for _, _, chart, version in tree_chart_sources((repo_root / "gitops").rglob("*.yaml"))
+    }
+    assert lock.charts
+    for entry in lock.charts:
+        assert (entry.chart, entry.version) in pinned, (
+            f"{entry.chart} {entry.version} is not what the tree deploys"
+        )
+        docs = [d for d in yaml.load_all((crds_dir / entry.file).read_bytes(), Loader=yaml.CSafeLoader) if d]
+        defined = {f"{d['spec']['group']}/{d['spec']['names']['kind']}" for d in docs}
+        assert set(entry.kinds) <= defined, entry.file
+    # The kinds of the upstream-file entries are installed by no chart of the tree (else they would drift).
+    chart_kinds = {k for e in lock.charts for k in e.kinds}
+    assert not chart_kinds & {k for e in lock.crds for k in e.kinds}
+
+
+def test_chart_crds_are_rendered_once_then_reused_and_a_stale_entry_fails(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    lock = load_lock(repo_root / "gitops" / "crds.lock.yaml")
+    small = CrdLock(crds=[], charts=[e for e in lock.charts if e.chart == "keda"])
+    cache = tmp_path / "cache"
+    charts_lock = repo_root / "gitops" / "charts.lock.yaml"
+    kw = {"charts_lock": charts_lock, "chart_cache": tmp_path / "charts", "charts_mirror": _charts_mirror()}
+    assert sync_chart_crds(small, cache, **kw) == (1, 0)
+    first = (cache / small.charts[0].file).read_bytes()
+    assert b"kind: ScaledObject" in first and first.startswith(b"# CRDs of chart keda 2.20.2")
+    assert sync_chart_crds(small, cache, **kw) == (0, 1)
+    stale = small.charts[0].model_copy(update={"kinds": [*small.charts[0].kinds, "keda.sh/ScaledWidget"]})
+    with pytest.raises(PinnedFileError, match=r"chart keda 2\.20\.2 does not install keda\.sh/ScaledWidget"):
+        sync_chart_crds(CrdLock(crds=[], charts=[stale]), tmp_path / "other", **kw)
+    assert not (tmp_path / "other" / stale.file).exists()
+
+
+def test_prune_removes_files_an_earlier_lock_put_there_and_nothing_else(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    old = cache / "argo-cd" / "v3.5.1" / "application-crd.yaml"
+    kept = cache / "lws" / "v0.10.0" / "lws.yaml"
+    mine = cache / "notes.txt"
+    for p in (old, kept, mine):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("x: 1\n")
+    (cache / CACHE_MANIFEST).write_text(
+        json.dumps(["argo-cd/v3.5.1/application-crd.yaml", "lws/v0.10.0/lws.yaml"])
+    )
+    lock = CrdLock.model_validate(
+        {
+            "crds": [
+                {
+                    "project": "lws",
+                    "version": "v0.10.0",
+                    "url": "https://example.invalid/lws.yaml",
+                    "sha256": "0" * 64,
+                    "file": "lws/v0.10.0/lws.yaml",
+                    "kinds": ["leaderworkerset.x-k8s.io/LeaderWorkerSet"],
+                }
+            ]
+        }
+    )
+    assert prune_crd_cache(lock, cache) == ["argo-cd/v3.5.1/application-crd.yaml"]
+    assert not old.exists() and not old.parent.exists() and kept.is_file() and mine.is_file()
+    assert json.loads((cache / CACHE_MANIFEST).read_text()) == ["lws/v0.10.0/lws.yaml"]

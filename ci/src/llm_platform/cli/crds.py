@@ -37,17 +37,51 @@ def sync(
             metavar="DIR",
         ),
     ] = None,
+    charts_lock: Annotated[
+        Path | None,
+        typer.Option("--charts-lock", help="Chart lock for the `charts` entries (default: beside --lock)."),
+    ] = None,
+    charts_mirror: Annotated[
+        Path | None,
+        typer.Option(
+            "--charts-mirror",
+            envvar="LLM_PLATFORM_CHARTS_MIRROR",
+            show_envvar=True,
+            help="Take the chart packages from this mirror directory (packages + INDEX.json).",
+            metavar="DIR",
+        ),
+    ] = None,
 ) -> None:
     """Fetch every locked CRD file not yet cached, from upstream or a mirror, verifying its sha256; a
-    missing or mismatching file is refused.
+    missing or mismatching file is refused. Render the CRDs of the lock's `charts` entries from their
+    verified chart packages (needs helm). Remove CRD files the lock no longer lists.
 
     Prints the cache directory on stdout, so `llm-platform lint --crds "$(llm-platform crds sync)"` works.
     """
-    from llm_platform.lint.crds_lock import default_crd_cache, load_lock, sync_crds
+    from llm_platform.lint.crds_lock import (
+        default_crd_cache,
+        load_lock,
+        prune_crd_cache,
+        sync_chart_crds,
+        sync_crds,
+    )
 
     target = cache or default_crd_cache()
-    fetched, cached = sync_crds(load_lock(lock), target, mirror=mirror)
+    crd_lock = load_lock(lock)
+    fetched, cached = sync_crds(crd_lock, target, mirror=mirror)
     log.info(
         "crds: %d fetched from %s, %d already cached and verified", fetched, mirror or "upstream", cached
     )
+    rendered, kept = sync_chart_crds(
+        crd_lock,
+        target,
+        charts_lock=charts_lock or lock.with_name("charts.lock.yaml"),
+        charts_mirror=charts_mirror,
+    )
+    if crd_lock.charts:
+        log.info(
+            "crds: %d chart CRD file(s) rendered from their verified charts, %d up to date", rendered, kept
+        )
+    for rel in prune_crd_cache(crd_lock, target):
+        log.info("crds: removed %s (no longer in the lock)", rel)
     sys.stdout.write(f"{target}\n")
