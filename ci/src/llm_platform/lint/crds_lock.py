@@ -68,13 +68,9 @@ class CrdLock(BaseModel):
 
 def load_lock(path: Path) -> CrdLock:
     lock = load_lock_file(path, CrdLock)
-    for entry in [*lock.crds, *lock.charts]:
-        if (
-            entry.file.startswith("/")
-            or ".." in Path(entry.file).parts
-            or not re.fullmatch(r"[\w./-]+", entry.file)
-        ):
-            raise InputError(f"{path}: file {entry.file!r} must be a plain relative path")
+    for file in [e.file for e in lock.crds] + [e.file for e in lock.charts]:
+        if file.startswith("/") or ".." in Path(file).parts or not re.fullmatch(r"[\w./-]+", file):
+            raise InputError(f"{path}: file {file!r} must be a plain relative path")
     return lock
 
 
