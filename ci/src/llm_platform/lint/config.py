@@ -18,6 +18,15 @@ class PathIgnore(BaseModel):
     rules: list[str] = Field(default_factory=lambda: ["*"], description="rule ids (globs); default all")
 
 
+class AcceptedImage(BaseModel):
+    """An image a chart renders pinned by tag only, accepted until its digest can be verified."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(min_length=1, description="the reference exactly as rendered, e.g. quay.io/x/y:v1")
+    reason: str = Field(min_length=10, description="why it cannot be pinned by digest yet")
+
+
 class LintConfig(BaseModel):
     """Example:
 
@@ -30,7 +39,12 @@ class LintConfig(BaseModel):
     repo_urls: ["https://github.com/example/llm-platform.git"]
     provides_crds: {my-operator: [example.com]}
     kustomize_build_options: ["--load-restrictor", "LoadRestrictionsNone"]
+    accept_unpinned_images:
+      - image: quay.io/argoproj/argocd:v3.4.3
+        reason: "digest not verified yet: pin it (values) once `crane digest` can reach quay.io"
     ```
+
+    `lint` reads `<first PATH>/lint.yaml` (e.g. gitops/lint.yaml) when no --config is given.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -45,6 +59,14 @@ class LintConfig(BaseModel):
     )
     kustomize_build_options: list[str] = Field(default_factory=list)
     argocd_namespace: str = "argocd"
+    accept_unpinned_images: list[AcceptedImage] = Field(
+        default_factory=list,
+        description="tag-pinned images policy-image-not-digest accepts, each with its reason (listed in the "
+        "coverage; an entry no object uses any more is reported there too)",
+    )
+
+    def accepts_unpinned(self, image: str) -> bool:
+        return any(entry.image == image for entry in self.accept_unpinned_images)
 
     def path_ignored(self, path: str, rule_id: str) -> bool:
         for entry in self.ignore:

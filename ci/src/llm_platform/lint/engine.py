@@ -13,7 +13,7 @@ from typing import Any
 from llm_platform.cache_root import cache_root
 from llm_platform.documents import file_type
 from llm_platform.errors import InputError
-from llm_platform.lint import argocd, helm, policy, xref
+from llm_platform.lint import argocd, helm, policy, rendered, xref
 from llm_platform.lint.cel import CelOutcome
 from llm_platform.lint.config import LintConfig
 from llm_platform.lint.model import Coverage, Finding, LintReport
@@ -106,6 +106,7 @@ def run_lint(
     graph = argocd.check(tree, coverage)
     _duplicates(tree, graph)
     policy.check(tree)
+    rendered.check(tree, graph)
     xref.check(tree, graph)
 
     findings: list[Finding] = list(tree.findings)
@@ -121,6 +122,10 @@ def run_lint(
     coverage.cel_rules_skipped = sorted(set(coverage.cel_rules_skipped))
     coverage.not_rendered = sorted(set(coverage.not_rendered))
     coverage.charts_rendered = sorted(set(coverage.charts_rendered))
+    coverage.accepted_unpinned_images = sorted(tree.accepted_unpinned)
+    coverage.unused_accepted_images = sorted(
+        {e.image for e in config.accept_unpinned_images} - tree.accepted_unpinned
+    )
     return LintReport(
         findings=sorted(kept.values(), key=Finding.sort_key), coverage=coverage, kubernetes_version=version
     )

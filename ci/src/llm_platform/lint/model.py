@@ -49,6 +49,12 @@ class Coverage(BaseModel):
         default_factory=list, description="Helm chart sources rendered (lint --render-charts)"
     )
     silenced: int = 0
+    accepted_unpinned_images: list[str] = Field(
+        default_factory=list, description="tag-pinned images the lint config accepts (accept_unpinned_images)"
+    )
+    unused_accepted_images: list[str] = Field(
+        default_factory=list, description="accept_unpinned_images entries no linted object uses any more"
+    )
 
 
 class LintReport(BaseModel):

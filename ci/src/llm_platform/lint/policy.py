@@ -36,6 +36,9 @@ def check_image(tree: Tree, obj: K8sObject, image: Any, path: tuple[str | int, .
             f"image {image!r} uses {'latest' if tag else 'no tag (latest)'}: pin it by @sha256 digest",
         )
         return
+    if tree.config.accepts_unpinned(image):
+        tree.accepted_unpinned.add(image)
+        return
     tree.report(
         "policy-image-not-digest", obj, path, f"image {image!r} is pinned by tag only: add @sha256:<digest>"
     )
@@ -132,6 +135,10 @@ def _embedded(tree: Tree, obj: K8sObject, path: JsonPath, text: str) -> None:
         return
     for _, value in _walk(data, ()):
         if isinstance(value, dict):
+            image, version = value.get("image"), value.get("defaultImageVersion")
+            if isinstance(image, str) and isinstance(version, str) and ":" not in image.rsplit("/", 1)[-1]:
+                # KServe's inferenceservice-config: the controller pulls image:defaultImageVersion
+                value = {**value, "image": f"{image}:{version}"}
             for k, v in value.items():
                 named = isinstance(k, str) and (k == "image" or k.endswith("Image"))
                 if named and isinstance(v, str) and _looks_like_image(v):

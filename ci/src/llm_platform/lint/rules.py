@@ -111,6 +111,23 @@ _RULES: list[Rule] = [
         rationale="A chart source that `helm template` cannot render with its values (lint --render-charts) "
         "makes its Application fail to sync.",
     ),
+    Rule(
+        id="helm-values-unknown",
+        category="helm",
+        severity=_E,
+        rationale="Helm silently ignores values keys that the chart does not define (its values.schema.json, "
+        "else its values.yaml defaults and subcharts), so a typo or a key from another chart version "
+        "disables the setting without any error (lint --render-charts).",
+    ),
+    Rule(
+        id="helm-render-nondeterministic",
+        category="helm",
+        severity=_E,
+        rationale="A chart whose output differs between two renders of the same inputs (randAlphaNum "
+        "passwords, genCA/genSignedCert certificates, `now` timestamps) is OutOfSync for ever, since Argo CD "
+        "renders on every refresh; with auto-sync the secret or certificate rotates constantly, breaking "
+        "whatever uses it (lint --render-charts).",
+    ),
     # Schemas
     Rule(
         id="schema-unknown-field",
@@ -239,7 +256,10 @@ _RULES: list[Rule] = [
         id="policy-image-not-digest",
         category="policy",
         severity=_E,
-        rationale="Images must be pinned by digest so a deploy is reproducible and cannot change behind a tag.",
+        rationale="Images must be pinned by digest so a deploy is reproducible and cannot change behind a tag. "
+        "Checked wherever a rendered object names an image: pod templates, custom resources (image fields, "
+        "repository/tag and repository/image/version triples), image flags in args, and JSON config in "
+        "ConfigMaps (a disabled KServe runtime is never pulled and is not checked).",
     ),
     Rule(
         id="policy-image-latest",
@@ -360,6 +380,36 @@ _RULES: list[Rule] = [
         category="xref",
         severity=_E,
         rationale="Every LiteLLM model_list backend must be a model name some server actually serves.",
+    ),
+    # Rendered objects: containers, admission webhooks, sync hooks
+    Rule(
+        id="k8s-env-duplicate",
+        category="policy",
+        severity=_E,
+        rationale="A container that defines one env name twice keeps only the last definition, so one of "
+        "them silently loses (often a chart's placeholder default wins or loses unnoticed); and server-side "
+        "apply (Argo CD ServerSideApply=true) rejects the whole object, since env is a list keyed by name.",
+    ),
+    Rule(
+        id="k8s-webhook-blocks-platform",
+        category="policy",
+        severity=_E,
+        rationale="A fail-closed admission webhook (failurePolicy Fail, the v1 default) whose "
+        "namespaceSelector covers the platform's own namespaces rejects every matching create/update there "
+        "while its backend is down (not started yet, crashed, certificate not issued): its own backend's "
+        "pods, cert-manager that issues its certificate and Argo CD that would repair it included, so the "
+        "cluster deadlocks. A webhook with a non-empty objectSelector only sees labelled objects and is "
+        "not reported.",
+    ),
+    Rule(
+        id="argocd-hook-needs-later",
+        category="argocd",
+        severity=_E,
+        rationale="A sync hook whose pod needs a Secret, ConfigMap or Service that its own Application "
+        "applies later (PreSync hooks run before every plain object; otherwise a later phase or sync wave) "
+        "can never run on the first sync: the pod waits for the Secret (CreateContainerConfigError) or "
+        "cannot reach the Service, and Argo CD only creates them after the hook succeeds. Optional "
+        "references are not reported.",
     ),
 ]
 

@@ -125,6 +125,7 @@ class Tree:
     # --render-charts: objects per (id(Application), source index), and why a chart source was not rendered
     helm_renders: dict[tuple[int, int], list[K8sObject]] = field(default_factory=dict)
     helm_not_rendered: dict[tuple[int, int], str] = field(default_factory=dict)
+    accepted_unpinned: set[str] = field(default_factory=set)  # images accept_unpinned_images let pass
 
     def display(self, path: Path) -> str:
         return display_path(path, self.cwd)
