@@ -1,11 +1,13 @@
 """`llm-platform lint gitops/` on the real reference tree, as CI runs it (with the CRDs `crds sync` put in
-its cache): clean, exit 0, and it really rendered the overlays and validated the custom resources with
-their CEL rules."""
+its cache and the charts from the chart lock, through $LLM_PLATFORM_CHARTS_MIRROR): clean, exit 0, and it
+really rendered the overlays and every Helm chart of both environments, and validated the custom resources
+with their CEL rules. The only tag-pinned images are those gitops/lint.yaml accepts, each still rendered."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +37,7 @@ def test_reference_tree_lints_clean(repo_root: Path, crds_dir: Path, tmp_path: P
     assert (
         cov["kustomizations_rendered"] >= 4 and cov["schema_crd"] >= 20 and cov["cel_rules_evaluated"] >= 50
     )
+    # Every chart source of both environments rendered; none left out.
+    assert len(cov["charts_rendered"]) >= 17 and cov["not_rendered"] == [], cov["not_rendered"]
+    accepted = set(re.findall(r"^  - image: (\S+)$", (repo_root / "gitops" / "lint.yaml").read_text(), re.M))
+    assert set(cov["accepted_unpinned_images"]) == accepted and cov["unused_accepted_images"] == []

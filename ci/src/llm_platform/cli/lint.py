@@ -48,18 +48,21 @@ def lint(
     config: Annotated[
         Path | None,
         typer.Option(
-            "--config", help="Lint config file (path silencing, allowed schema-less kinds, repo URLs)."
+            "--config",
+            help="Lint config file (path silencing, allowed schema-less kinds, repo URLs, accepted "
+            "tag-pinned images). Default: <first PATH>/lint.yaml when it exists (gitops/lint.yaml).",
         ),
     ] = None,
     render_charts: Annotated[
         bool,
         typer.Option(
-            "--render-charts",
+            "--render-charts/--no-render-charts",
             help="Render each Helm chart source of each Application like Argo CD (helm template with its "
-            "values) and lint the rendered objects too. Charts come verified from gitops/charts.lock.yaml "
-            "(the `charts sync` cache); renders are cached.",
+            "values) and lint the rendered objects too (the default). Charts come verified from "
+            "gitops/charts.lock.yaml (the `charts sync` cache); renders are cached. A chart that cannot be "
+            "obtained is listed as not rendered.",
         ),
-    ] = False,
+    ] = True,
     charts_mirror: Annotated[
         Path | None,
         typer.Option(
@@ -83,10 +86,14 @@ def lint(
     if crds is None and default_crd_cache().is_dir():
         crds = [default_crd_cache()]
         log.info("lint: using CRDs from %s (filled by `llm-platform crds sync`)", crds[0])
+    paths = paths or [Path("gitops")]
+    if config is None and paths[0].is_dir() and (paths[0] / "lint.yaml").is_file():
+        config = paths[0] / "lint.yaml"
+        log.info("lint: using config %s", config)
     try:
         cfg = load_config(config) if config is not None else None
         report = run_lint(
-            paths or [Path("gitops")],
+            paths,
             crd_dirs=crds or [],
             kubernetes_version=kubernetes_version,
             config=cfg,
@@ -116,6 +123,15 @@ def lint(
             len(cov.charts_rendered),
             len(cov.not_rendered),
         )
+        for line in cov.not_rendered:
+            log.info("lint: not rendered: %s", line)
+    if cov.accepted_unpinned_images:
+        log.info(
+            "lint: %d image(s) accepted pinned by tag only (accept_unpinned_images in the lint config)",
+            len(cov.accepted_unpinned_images),
+        )
+    for image in cov.unused_accepted_images:
+        log.warning("lint: accept_unpinned_images lists %s, which no linted object uses: remove it", image)
     raise typer.Exit(report.exit_code)
 
 
