@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -29,6 +30,7 @@ from llm_platform.lint.schemas import CoreSchemas, CrdStore, is_builtin_group, r
 from llm_platform.lint.sources import SourceDoc, SourceFile, finding, load_file
 from llm_platform.lint.structural import SchemaError
 from llm_platform.lint.tree import K8sObject, Tree, display_path
+from llm_platform.oci import atomic_write
 
 DEFAULT_KUBERNETES_VERSION = "1.35"  # the version the reference tree targets (image volumes on by default)
 _KUSTOMIZE_KINDS = {"Kustomization", "Component"}
@@ -102,7 +104,11 @@ def run_lint(
     for obj in tree.objects:
         if obj.kind == "CustomResourceDefinition" and obj.group == "apiextensions.k8s.io":
             crds.add(obj.data, obj.display)
-    _validate_schemas(tree, crds, _core(version), coverage)
+    validations = _ValidationCache(
+        (cache_dir if cache_dir is not None else default_cache_dir()) / "validations.json"
+    )
+    _validate_schemas(tree, crds, _core(version), coverage, validations)
+    validations.save()
     graph = argocd.check(tree, coverage)
     _duplicates(tree, graph)
     policy.check(tree)
@@ -445,7 +451,9 @@ def _duplicates(tree: Tree, graph: argocd.AppGraph) -> None:
             )
 
 
-def _validate_schemas(tree: Tree, crds: CrdStore, core: CoreSchemas, coverage: Coverage) -> None:
+def _validate_schemas(
+    tree: Tree, crds: CrdStore, core: CoreSchemas, coverage: Coverage, cache: _ValidationCache
+) -> None:
     cel_memo: dict[tuple[str, str], CelOutcome] = {}
     # Overlays render the same object for several environments: validate each distinct body once.
     seen: dict[str, list[SchemaError]] = {}
@@ -453,7 +461,7 @@ def _validate_schemas(tree: Tree, crds: CrdStore, core: CoreSchemas, coverage: C
         key = json.dumps(obj.data, sort_keys=True, separators=(",", ":"), default=str)
         errors = seen.get(key)
         if errors is None:
-            errors = _validate_one(tree, obj, crds, core, coverage, cel_memo)
+            errors = _validate_cached(tree, obj, key, crds, core, coverage, cel_memo, cache)
             if errors is None:
                 continue
             seen[key] = errors
@@ -463,6 +471,107 @@ def _validate_schemas(tree: Tree, crds: CrdStore, core: CoreSchemas, coverage: C
             coverage.schema_crd += 1
         for err in errors:
             tree.report(err.rule_id, obj, err.path, err.message)
+
+
+_VALIDATION_CACHE_FORMAT = 1
+_VALIDATION_CACHE_ENTRIES = 50_000  # oldest dropped beyond this: a bound on the file, not a correctness limit
+_VALIDATOR_MODULES = ("structural.py", "schemas.py", "cel.py", "engine.py")
+
+
+class _ValidationCache:
+    """Schema and CEL results of object bodies across lint runs (the objects rendered from an unchanged
+    chart are the same every time, and validating them is most of a warm lint). Keyed by the body, the
+    schema it was checked against and the validator's own code, so a change to any of them misses."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[str, Any] = {}
+        self.dirty = False
+        code = hashlib.sha256()
+        for name in _VALIDATOR_MODULES:
+            code.update((Path(__file__).parent / name).read_bytes())
+        self.code = code.hexdigest()[:16]
+        self._schema_ids: dict[int, str] = {}
+        if path is None:
+            return
+        try:
+            raw = path.read_bytes()
+            data = json.loads(raw) if len(raw) < 256 * 1024 * 1024 else None
+        except (OSError, ValueError):
+            data = None  # a cache that cannot be read costs time only
+        if not isinstance(data, dict) or data.get("format") != _VALIDATION_CACHE_FORMAT:
+            return
+        if data.get("code") == self.code and isinstance(data.get("entries"), dict):
+            self.entries = data["entries"]
+
+    def schema_id(self, schema: Any) -> str:
+        sid = self._schema_ids.get(id(schema))
+        if sid is None:
+            blob = json.dumps(schema, sort_keys=True, separators=(",", ":"), default=str).encode()
+            sid = self._schema_ids[id(schema)] = hashlib.sha256(blob).hexdigest()[:32]
+        return sid
+
+    def save(self) -> None:
+        if self.path is None or not self.dirty:
+            return
+        entries = self.entries
+        if len(entries) > _VALIDATION_CACHE_ENTRIES:
+            entries = dict(list(entries.items())[-_VALIDATION_CACHE_ENTRIES:])
+        doc = {"format": _VALIDATION_CACHE_FORMAT, "code": self.code, "entries": entries}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path, json.dumps(doc, separators=(",", ":")).encode())
+        except OSError:
+            pass
+
+
+def _validate_cached(
+    tree: Tree,
+    obj: K8sObject,
+    body: str,
+    crds: CrdStore,
+    core: CoreSchemas,
+    coverage: Coverage,
+    cel_memo: dict[tuple[str, str], CelOutcome],
+    cache: _ValidationCache,
+) -> list[SchemaError] | None:
+    """`_validate_one`, answered from the cache when this body was validated against this schema before."""
+    group, version = obj.group, obj.api_version.rpartition("/")[2]
+    schema_key: str | None = None
+    if is_builtin_group(group):
+        schema_key = f"core:{core.version}"
+    else:
+        crd = crds.lookup(group, obj.kind)
+        validator = crd.served.get(version) if crd is not None else None
+        if validator is not None:
+            schema_key = f"crd:{cache.schema_id(validator.schema)}"
+    if schema_key is None:
+        return _validate_one(tree, obj, crds, core, coverage, cel_memo)
+    key = hashlib.sha256(f"{schema_key}\0{body}".encode()).hexdigest()
+    hit = cache.entries.get(key)
+    if isinstance(hit, dict):
+        if hit.get("missing_version"):
+            return _validate_one(tree, obj, crds, core, coverage, cel_memo)
+        if is_builtin_group(group):
+            coverage.schema_core += 1
+        else:
+            coverage.schema_crd += 1
+            coverage.cel_rules_evaluated += int(hit.get("cel_evaluated", 0))
+            coverage.cel_rules_skipped.extend(f"{group}/{obj.kind}: {s}" for s in hit.get("cel_skipped", []))
+        return [SchemaError(e[0], tuple(e[1]), e[2]) for e in hit.get("errors", [])]
+    before = (coverage.cel_rules_evaluated, len(coverage.cel_rules_skipped))
+    errors = _validate_one(tree, obj, crds, core, coverage, cel_memo)
+    if errors is None:
+        cache.entries[key] = {"missing_version": True}
+    else:
+        prefix = f"{group}/{obj.kind}: "
+        cache.entries[key] = {
+            "errors": [[e.rule_id, list(e.path), e.message] for e in errors],
+            "cel_evaluated": coverage.cel_rules_evaluated - before[0],
+            "cel_skipped": [s.removeprefix(prefix) for s in coverage.cel_rules_skipped[before[1] :]],
+        }
+    cache.dirty = True
+    return errors
 
 
 def _validate_one(

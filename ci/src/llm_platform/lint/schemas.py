@@ -184,6 +184,8 @@ class CrdStore:
         self._from_tree: set[tuple[str, str]] = set()
         self._cache_dir = cache_dir
         self._lock = threading.Lock()
+        known = len(_INDEX_MEMO)
+        self._load_index()
         for d in crd_dirs:
             if not d.is_dir():
                 raise InputError(f"--crds: {d} is not a directory")
@@ -191,6 +193,40 @@ class CrdStore:
                 p for p in d.rglob("*") if p.suffix in (".yaml", ".yml", ".json") and p.is_file()
             ):
                 self._index(path)
+        if len(_INDEX_MEMO) != known:
+            self._store_index()
+
+    # The text scan of big CRD files is most of what a warm lint would spend on them: its result is kept
+    # beside the parsed schemas, by (path, mtime, size), so an unchanged file is not read at all.
+    _INDEX_FILE = "crd-index.v1.json"
+
+    def _load_index(self) -> None:
+        if self._cache_dir is None:
+            return
+        try:
+            data = json.loads((self._cache_dir / self._INDEX_FILE).read_bytes())
+        except (OSError, ValueError):
+            return
+        if not isinstance(data, list):
+            return
+        for row in data:
+            try:
+                path, mtime, size, kinds = row
+                _INDEX_MEMO.setdefault(
+                    (str(path), int(mtime), int(size)), [(str(g), str(k)) for g, k in kinds]
+                )
+            except (TypeError, ValueError):
+                continue
+
+    def _store_index(self) -> None:
+        if self._cache_dir is None:
+            return
+        rows = [[p, m, sz, [list(gk) for gk in kinds]] for (p, m, sz), kinds in _INDEX_MEMO.items()]
+        try:
+            self._cache_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self._cache_dir / self._INDEX_FILE, json.dumps(rows[-5000:]).encode())
+        except OSError:
+            pass  # the cache is only an optimisation
 
     def _index(self, path: Path) -> None:
         st = path.stat()
