@@ -36,6 +36,7 @@ from llm_platform.lint.charts_lock import (
     ensure_chart,
     load_lock,
     lock_repository_of,
+    record_published_digests,
     sync_charts,
     tree_chart_sources,
 )
@@ -102,6 +103,24 @@ def lock(repo_root: Path) -> ChartLock:
     return load_lock(repo_root / "gitops" / "charts.lock.yaml")
 
 
+# An `unavailable` entry (the tree has none today): no source tag to rebuild it from, no known digest.
+_UNAVAILABLE = {
+    "chart": "gone",
+    "version": "1.0.0",
+    "repository": "oci://registry.example/charts",
+    "published_sha256": None,
+    "source": None,
+    "unavailable": "its chart versions are not recorded in its repository, so it cannot be rebuilt",
+}
+
+
+@pytest.fixture
+def lock_with_unavailable(repo_root: Path, tmp_path: Path) -> ChartLock:
+    """A copy of the tree's lock plus `_UNAVAILABLE`."""
+    charts = yaml.safe_load((repo_root / "gitops" / "charts.lock.yaml").read_text())["charts"]
+    return load_lock(_write_lock(tmp_path / "charts.lock.yaml", [*charts, _UNAVAILABLE]))
+
+
 @pytest.fixture
 def mirror(tmp_path: Path) -> Path:
     """A copy of the chart mirror named by $LLM_PLATFORM_CHARTS_MIRROR (a test may tamper with it)."""
@@ -137,7 +156,7 @@ def _rewrite_index(mirror: Path, chart: str, version: str, **changes: object) ->
 @pytest.mark.unit
 def test_the_lock_pins_every_chart_source_of_the_tree(repo_root: Path, lock: ChartLock) -> None:
     sources = tree_chart_sources(sorted((repo_root / "gitops" / "apps").rglob("*.yaml")))
-    assert len(sources) >= 18
+    assert len(sources) >= 17
     for path, repo_url, chart, version in sources:
         entry = lock.find(chart, version)
         assert entry is not None, f"{path}: {chart} {version} is not in gitops/charts.lock.yaml"
@@ -149,8 +168,8 @@ def test_the_lock_pins_the_validated_versions_with_their_provenance(lock: ChartL
     pinned = {(e.chart, e.version) for e in lock.charts}
     assert pinned >= VALIDATED
     for entry in lock.charts:
-        if entry.unavailable:  # LiteLLM's chart: no source tag to rebuild it from, no known digest
-            assert (entry.chart, entry.source, entry.published_sha256) == ("litellm-helm", None, None)
+        if entry.unavailable:  # no source tag to rebuild it from, no known digest (else it could sync)
+            assert (entry.source, entry.published_sha256) == (None, None), entry.label
             continue
         assert entry.source is not None, entry.label
         # A published digest always says where it was read.
@@ -201,12 +220,16 @@ def test_a_bad_lock_names_the_field(tmp_path: Path, text: str, field: str) -> No
 
 
 @pytest.mark.unit
-def test_mirror_sync_verifies_every_package_then_reuses_the_cache(lock: ChartLock, mirror: Path) -> None:
+def test_mirror_sync_verifies_every_package_then_reuses_the_cache(
+    lock_with_unavailable: ChartLock, mirror: Path
+) -> None:
+    lock = lock_with_unavailable
     cache = mirror.parent / "cache"
     result = sync_charts(lock, cache, mirror=mirror)
     wanted = [e for e in lock.charts if not e.unavailable]
     assert (result.fetched, result.cached) == (len(wanted), 0)
-    assert [e.chart for e in result.skipped] == ["litellm-helm"]
+    # Skipped with its reason, not refused.
+    assert [(e.label, e.unavailable) for e in result.skipped] == [("gone 1.0.0", _UNAVAILABLE["unavailable"])]
     sha = {(r["chart"], r["version"]): r["sha256"] for r in _index(mirror)}
     for entry in wanted:
         assert _sha256(cache / entry.file) == sha[(entry.chart, entry.version)]
@@ -280,7 +303,10 @@ def test_a_mirror_without_its_index_or_not_a_directory_is_bad_input(lock: ChartL
 
 
 @pytest.mark.unit
-def test_only_selects_and_unavailable_or_unknown_charts_are_refused(lock: ChartLock, mirror: Path) -> None:
+def test_only_selects_and_unavailable_or_unknown_charts_are_refused(
+    lock_with_unavailable: ChartLock, mirror: Path
+) -> None:
+    lock = lock_with_unavailable
     cache = mirror.parent / "cache"
     result = sync_charts(lock, cache, mirror=mirror, only=["argo-cd", "kserve-crd@v0.19.0"])
     assert (result.fetched, result.skipped) == (3, ())
@@ -289,8 +315,8 @@ def test_only_selects_and_unavailable_or_unknown_charts_are_refused(lock: ChartL
         "argo-cd-9.5.21.tgz",
         "kserve-crd-v0.19.0.tgz",
     ]
-    with pytest.raises(PinnedFileError, match=r"litellm-helm 1\.103\.2 cannot be synced: its chart versions"):
-        ensure_chart(lock, "litellm-helm", "1.103.2", cache, mirror=mirror)
+    with pytest.raises(PinnedFileError, match=r"gone 1\.0\.0 cannot be synced: its chart versions are not"):
+        ensure_chart(lock, "gone", "1.0.0", cache, mirror=mirror)
     with pytest.raises(InputError, match=r"chart keda 9\.9\.9 is not in the chart lock"):
         ensure_chart(lock, "keda", "9.9.9", cache, mirror=mirror)
     with pytest.raises(InputError, match=r"--only nginx: the lock has no nginx \(it has: agentgateway, "):
@@ -474,3 +500,67 @@ def test_the_pinned_helm_and_kubectl_are_first_on_path(repo_root: Path) -> None:
     )
     assert f"Kustomize Version: {pin['KUSTOMIZE_VERSION']}" in client
     assert pin["HELM_VERSION"] == "v4.1.4"
+
+
+# --- charts lock: recording the published digest once ---
+
+
+def test_charts_lock_records_the_published_digest_then_sync_verifies_against_it(
+    tmp_path: Path, packaged: Path, chart_repo: tuple[Path, str]
+) -> None:
+    _, url = chart_repo
+    lock_path = _write_lock(tmp_path / "charts.lock.yaml", [_demo(url), _demo(url, "9.9.9", "a" * 64)])
+    before = lock_path.read_text()
+    cache = tmp_path / "cache"
+    proc = subprocess.run(
+        [_CLI, "charts", "lock", "--lock", str(lock_path), "--cache", str(cache)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=_env(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    digest = _sha256(packaged)
+    assert json.loads(proc.stdout) == [
+        {"chart": "demo", "version": "1.2.3", "repository": url, "published_sha256": digest}
+    ]
+    after = lock_path.read_text()
+    # Only the digest line of that entry changed (plus where it came from); the other entry is untouched.
+    removed = [ln for ln in before.splitlines() if ln not in after.splitlines()]
+    added = [ln for ln in after.splitlines() if ln not in before.splitlines()]
+    assert [ln.strip() for ln in removed] == ["published_sha256: null"]
+    assert added[0].strip() == f"published_sha256: {digest}" and "charts lock" in added[-1]
+    assert load_lock(lock_path).find("demo", "9.9.9").published_sha256 == "a" * 64
+    # The package is in the cache, verified against the recorded digest from now on.
+    assert sync_charts(load_lock(lock_path), cache, only=["demo@1.2.3"]).cached == 1
+    # A second run has nothing to record.
+    again = subprocess.run(
+        [_CLI, "charts", "lock", "--lock", str(lock_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=_env(),
+    )
+    assert (again.returncode, json.loads(again.stdout)) == (0, []) and lock_path.read_text() == after
+
+
+def test_charts_lock_refuses_a_package_that_is_another_chart_and_writes_nothing(
+    tmp_path: Path, packaged: Path, chart_repo: tuple[Path, str]
+) -> None:
+    root, url = chart_repo
+    # The repository serves demo-1.2.3.tgz under the name `other`: a different chart than the lock says.
+    shutil.copy2(packaged, root / "other-1.2.3.tgz")
+    index = root / "index.yaml"
+    data = yaml.safe_load(index.read_text())
+    data["entries"]["other"] = [
+        {**data["entries"]["demo"][0], "name": "other", "urls": [f"{url}/other-1.2.3.tgz"]}
+    ]
+    index.write_text(yaml.safe_dump(data))
+    lock_path = _write_lock(tmp_path / "charts.lock.yaml", [_demo(url), {**_demo(url), "chart": "other"}])
+    before = lock_path.read_bytes()
+    with pytest.raises(
+        PinnedFileError,
+        match=r"charts lock recorded nothing: other 1\.2\.3 from .*: the package is demo 1\.2\.3",
+    ):
+        record_published_digests(lock_path, cache=tmp_path / "cache")
+    assert lock_path.read_bytes() == before and not (tmp_path / "cache").exists()

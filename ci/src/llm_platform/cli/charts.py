@@ -65,3 +65,43 @@ def sync(
         f", {len(result.skipped)} skipped (unavailable)" if result.skipped else "",
     )
     sys.stdout.write(f"{target}\n")
+
+
+@app.command("lock")
+def lock_digests(
+    lock: Annotated[
+        Path, typer.Option("--lock", help="Lock file of charts, versions, repositories and digests.")
+    ] = Path("gitops/charts.lock.yaml"),
+    cache: Annotated[
+        Path | None,
+        typer.Option("--cache", help="Cache directory (default ~/.cache/llm-platform/charts)."),
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Record only this chart (every locked version) or CHART@VERSION; repeatable.",
+            metavar="CHART[@VERSION]",
+        ),
+    ] = None,
+) -> None:
+    """Record the published sha256 of every locked chart that has none: `helm pull` from its chart
+    repository, check the package is that chart and version, and write the digest into the lock (only
+    those lines change; nothing is written unless every download succeeded). Run it once on a machine
+    with network, review the lock change and commit it: `charts sync` then verifies every later download
+    against it.
+
+    Prints what it recorded as JSON on stdout.
+    """
+    import json
+
+    from llm_platform.lint.charts_lock import record_published_digests
+
+    recorded = record_published_digests(lock, only=only or (), cache=cache)
+    for r in recorded:
+        log.info(
+            "charts lock: %s %s from %s: sha256 %s", r.chart, r.version, r.repository, r.published_sha256
+        )
+    if not recorded:
+        log.info("charts lock: every selected chart already has its published digest")
+    sys.stdout.write(json.dumps([r.__dict__ for r in recorded], indent=2) + "\n")

@@ -15,17 +15,22 @@ For a renderer: `ensure_chart(lock, chart, version, cache, mirror=...)` returns 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Self
 from urllib.parse import urlsplit
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llm_platform.cache_root import cache_root
@@ -38,6 +43,7 @@ from llm_platform.documents import (
 )
 from llm_platform.errors import InputError, PinnedFileError, ToolError
 from llm_platform.logs import get_logger
+from llm_platform.oci import atomic_write
 from llm_platform.pinned_files import (
     EntryRefusedError,
     SourceUnreachableError,
@@ -458,3 +464,114 @@ def lock_repository_of(repo_url: str) -> str:
     its scheme (`ghcr.io/kserve/charts`), the lock with it (`oci://ghcr.io/kserve/charts`)."""
     url = repo_url.rstrip("/")
     return url if re.match(r"^(https?|oci)://", url) else f"oci://{url}"
+
+
+@dataclass(frozen=True)
+class RecordedDigest:
+    chart: str
+    version: str
+    repository: str
+    published_sha256: str
+
+
+def record_published_digests(
+    lock_path: Path, *, only: Sequence[str] = (), cache: Path | None = None, helm: str | None = None
+) -> list[RecordedDigest]:
+    """`charts lock`: download each selected chart that has no `published_sha256` from its repository
+    (`helm pull`), check the package is that chart and version, and write its sha256 into the lock, with
+    a `published_sha256_source` that says it was recorded, not read from a second source (trust on first
+    use: the lock change is reviewed like any other). The lock is rewritten once, only those lines
+    changing, and only when every download succeeded; the packages land in the cache, so a later sync
+    verifies them without downloading again."""
+    lock = load_lock(lock_path)
+    wanted = [e for e in select(lock, only) if e.published_sha256 is None and not e.unavailable]
+    if not wanted:
+        return []
+    text = lock_path.read_text(encoding="utf-8")
+    recorded: list[tuple[LockedChart, bytes]] = []
+    failures: list[str] = []
+    with HelmRepository(helm) as repo:
+        for entry in wanted:
+            try:
+                package = repo.fetch(entry)
+                _check_package_is(entry, package)
+            except SourceUnreachableError as exc:
+                raise PinnedFileError(f"charts lock: {exc}") from None
+            except EntryRefusedError as exc:
+                failures.append(str(exc))
+                continue
+            recorded.append((entry, package))
+    if failures:
+        raise PinnedFileError(f"charts lock recorded nothing: {'; '.join(failures)}")
+    today = datetime.now(UTC).date().isoformat()
+    for entry, package in recorded:
+        text = _splice_digest(text, entry, hashlib.sha256(package).hexdigest(), today, lock_path)
+    check = ChartLock.model_validate(yaml.safe_load(text))
+    for entry, package in recorded:
+        found = check.find(entry.chart, entry.version)
+        if found is None or found.published_sha256 != hashlib.sha256(package).hexdigest():
+            raise PinnedFileError(
+                f"charts lock: {lock_path}: the edit of {entry.label} did not take; nothing written"
+            )
+    cache = cache or default_chart_cache()
+    cache.mkdir(parents=True, exist_ok=True)
+    for entry, package in recorded:
+        atomic_write(cache / entry.file, package)
+    atomic_write(lock_path, text.encode("utf-8"))
+    return [
+        RecordedDigest(e.chart, e.version, e.repository, hashlib.sha256(p).hexdigest()) for e, p in recorded
+    ]
+
+
+def _check_package_is(entry: LockedChart, package: bytes) -> None:
+    """The package's Chart.yaml names this chart and version (a repository could serve another)."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(package), mode="r:gz") as tar:
+            tops = [m for m in tar.getmembers() if m.isfile() and re.fullmatch(r"[^/]+/Chart\.yaml", m.name)]
+            if len(tops) != 1:
+                raise KeyError(f"{len(tops)} top-level Chart.yaml files")
+            member = tops[0]
+            if member.size > 1024 * 1024:
+                raise EntryRefusedError(f"{entry.label}: its Chart.yaml is over 1 MiB")
+            handle = tar.extractfile(member)
+            meta = yaml.safe_load(handle.read()) if handle is not None else None
+    except (tarfile.TarError, KeyError, OSError, yaml.YAMLError) as exc:
+        raise EntryRefusedError(
+            f"{entry.label} from {entry.repository}: not a chart package ({exc})"
+        ) from None
+    if not isinstance(meta, dict) or (str(meta.get("name")), str(meta.get("version"))) != (
+        entry.chart,
+        entry.version,
+    ):
+        got = f"{meta.get('name')} {meta.get('version')}" if isinstance(meta, dict) else "no Chart.yaml"
+        raise EntryRefusedError(f"{entry.label} from {entry.repository}: the package is {got}")
+
+
+def _splice_digest(text: str, entry: LockedChart, digest: str, today: str, path: Path) -> str:
+    """`text` with the entry's `published_sha256: null` line replaced (whatever the list's indentation)."""
+    head = re.compile(
+        rf"^(?P<indent>[ ]*)- chart: ['\"]?{re.escape(entry.chart)}['\"]?\n"
+        rf"(?P=indent)  version: ['\"]?{re.escape(entry.version)}['\"]?\n",
+        re.M,
+    )
+    match = head.search(text)
+    if match is None:
+        raise PinnedFileError(f"charts lock: {path}: cannot find the entry of {entry.label} to edit")
+    field_indent = match.group("indent") + "  "
+    end = match.end()
+    for line in text[match.end() :].splitlines(keepends=True):
+        if not line.startswith(field_indent):
+            break
+        end += len(line)
+    block = text[match.end() : end]
+    line_re = re.compile(rf"^{field_indent}published_sha256: (null|~)?[ \t]*$", re.M)
+    if len(line_re.findall(block)) != 1:
+        raise PinnedFileError(
+            f"charts lock: {path}: the entry of {entry.label} has no single `published_sha256: null` line"
+        )
+    source = (
+        f"{field_indent}published_sha256: {digest}\n{field_indent}published_sha256_source: >-\n"
+        f"{field_indent}  recorded by `llm-platform charts lock` from {entry.repository} on {today} (downloaded "
+        "once and trusted on first use: review it)"
+    )
+    return text[: match.end()] + line_re.sub(lambda _: source, block, count=1) + text[end:]
