@@ -233,8 +233,9 @@ def test_serving_entries_are_wired_together(
     for obj in objects:
         assert obj["metadata"].get("namespace") == "llm-serving", object_id(obj)
         by_kind[obj["kind"]][obj["metadata"]["name"]] = obj
-    litellm = yaml.safe_load((gitops / "charts" / "litellm" / "values.yaml").read_text())
-    upstreams = {m["model_name"]: m["litellm_params"] for m in litellm["proxy_config"]["model_list"]}
+    config_map = yaml.safe_load((gitops / "tenants" / "litellm" / "configmap.yaml").read_text())
+    litellm = yaml.safe_load(config_map["data"]["config.yaml"])
+    upstreams = {m["model_name"]: m["litellm_params"] for m in litellm["model_list"]}
     assert set(upstreams) == SHIPPED_MODELS
     for name in SHIPPED_MODELS:
         route = next(
