@@ -31,7 +31,8 @@ from typing import Any
 
 import yaml
 
-from llm_platform.errors import PlatformError
+from llm_platform.documents import MANIFEST_LIMITS, RENDER_LIMITS, iter_yaml, load_yaml
+from llm_platform.errors import DocumentError, PlatformError
 from llm_platform.lint import helm_values
 from llm_platform.lint.argocd import application_sources, is_application, normalise_repo_url
 from llm_platform.lint.charts_lock import CHARTS_MIRROR_ENV, ChartLock, ensure_chart, load_lock
@@ -49,17 +50,6 @@ _RENDER_CACHE_FORMAT = 3  # bump when what is cached (the parsed objects, the er
 SECOND_RENDER_DELAY = 1.05
 _NONDETERMINISTIC_SHOWN = 3  # objects named in a helm-render-nondeterministic message (paths: as many)
 _NONDETERMINISTIC_KEPT = 20  # objects (and paths per object) kept in the verdict
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads a plain `=` as the string it is to Kubernetes (not YAML 1.1's value tag)."""
-
-
-def _plain_scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-    return loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else None
-
-
-_Loader.add_constructor("tag:yaml.org,2002:value", _plain_scalar)
 
 
 @dataclass
@@ -339,8 +329,8 @@ def _template(helm: str, job: _Job, kube_version: str) -> dict[str, Any]:
         return {"error": message or f"helm template exited {code}"}
     try:
         docs = _parse(stdout)
-    except yaml.YAMLError as exc:
-        return {"error": f"helm template output is not YAML: {' '.join(str(exc).split())}"}
+    except DocumentError as exc:
+        return {"error": f"helm template output is not usable YAML: {' '.join(str(exc).split())}"}
     result: dict[str, Any] = {"objects": docs, "nondeterministic": []}
     if second is not None and second[0] == 0 and second[1] != stdout:
         result["nondeterministic"] = _nondeterminism(stdout, second[1])
@@ -348,7 +338,12 @@ def _template(helm: str, job: _Job, kube_version: str) -> dict[str, Any]:
 
 
 def _parse(stdout: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.load_all(stdout, Loader=_Loader) if isinstance(d, dict)]
+    """The rendered documents, through the one bounded loader (`documents.iter_yaml`, render limits)."""
+    return [
+        d.data
+        for d in iter_yaml(stdout, source="helm template output", limits=RENDER_LIMITS)
+        if isinstance(d.data, dict)
+    ]
 
 
 _DOCUMENT_START = re.compile(r"(?m)^---[ \t]*$")
@@ -363,7 +358,7 @@ def _nondeterminism(first: str, second: str) -> list[dict[str, Any]]:
         first, second = "\n---\n".join(x for x, _ in pairs), "\n---\n".join(y for _, y in pairs)
     try:
         return _differences(_parse(first), _parse(second))
-    except yaml.YAMLError:
+    except DocumentError:
         return [{"object": "(the output: not YAML once)", "paths": [], "once": True}]
 
 
@@ -631,8 +626,9 @@ def _check_values(tree: Tree, job: _Job, cache_dir: Path, checked: set[tuple[str
         sources.append((job.app.display, node if node is not None else obj, (*base, "valuesObject")))
     elif isinstance(text, str) and text.strip():
         try:
-            inner = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError:
+            inline_doc = load_yaml(text, source=job.app.display, limits=MANIFEST_LIMITS, unique_keys=False)
+            inner = inline_doc.node if inline_doc is not None else None
+        except DocumentError:
             inner = None  # helm-render-error says so
         if inner is not None:
             sources.append((job.app.display, inner, (*base, "values")))

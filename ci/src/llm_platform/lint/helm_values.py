@@ -31,6 +31,9 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode
 
+from llm_platform.documents import MANIFEST_LIMITS, YamlDocument, load_yaml
+from llm_platform.errors import DocumentError
+
 _FORMAT = 5  # bump when what is cached per chart package changes
 _MEMBER_LIMIT = 4 * 1024 * 1024  # bytes: a larger member of the package is not read
 _MEMBERS_LIMIT = 50_000  # members of one package read at most
@@ -38,8 +41,6 @@ _NESTING_LIMIT = 4  # subchart packages (charts/*.tgz) inside packages, at most 
 _KEY_NODES_LIMIT = 500_000  # mapping entries of one values.yaml taken into account at most
 _WANTED = ("Chart.yaml", "values.yaml", "values.schema.json")
 _MEMO: dict[str, dict[str, Any]] = {}
-
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Free:
@@ -192,13 +193,19 @@ def _allow(tree: dict[str, Any], path: list[str]) -> None:
         tree[path[-1]] = None  # any value
 
 
-def _yaml_data(raw: bytes | None) -> Any:
+def _yaml_doc(raw: bytes | None) -> YamlDocument | None:
+    """A chart file through the one bounded loader (an alias bomb in a chart is refused, not expanded)."""
     if raw is None:
         return None
     try:
-        return yaml.load(raw, Loader=_Loader)
-    except yaml.YAMLError:
+        return load_yaml(raw, source="chart values", limits=MANIFEST_LIMITS, unique_keys=False)
+    except DocumentError:
         return None
+
+
+def _yaml_data(raw: bytes | None) -> Any:
+    doc = _yaml_doc(raw)
+    return doc.data if doc is not None else None
 
 
 _COMMENTED_KEY = re.compile(r"^([ ]*)#([ ]*)([A-Za-z_][A-Za-z0-9_.\-]*|\"[^\"]+\"):(?:\s|$)", re.MULTILINE)
@@ -215,10 +222,8 @@ def _key_tree(raw: bytes | None) -> dict[str, Any] | None:
     free-form."""
     if raw is None:
         return None
-    try:
-        node = yaml.compose(raw, Loader=_Loader)
-    except yaml.YAMLError:
-        return None
+    doc = _yaml_doc(raw)
+    node = doc.node if doc is not None else None
     budget = [_KEY_NODES_LIMIT]
     memo: dict[int, Any] = {}
     keys: list[tuple[int, int, tuple[str, ...]]] = []  # (line, column, path) of each key reached
