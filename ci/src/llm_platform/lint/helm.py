@@ -44,7 +44,7 @@ from llm_platform.pinned_files import file_sha256
 WAVE_ANNOTATION = "argocd.argoproj.io/sync-wave"
 RENDER_ANNOTATION = "lint.llm-platform.io/render-charts"  # "true": render this Application's charts always
 HELM_TEMPLATE_TIMEOUT = 300.0
-_RENDER_CACHE_FORMAT = 3  # bump when what is cached (the parsed objects, the error, the verdict) changes
+_RENDER_CACHE_FORMAT = 4  # bump when what is cached (the parsed objects, the error, the verdict) changes
 # The second of the two renders of a render-cache miss starts this long after the first: `now` formatted to
 # the second differs then. The two run side by side otherwise.
 SECOND_RENDER_DELAY = 1.05
