@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from llm_platform.lint import run_lint
+from llm_platform.lint import load_config, run_lint
 from llm_platform.lint.crds_lock import default_crd_cache
 from llm_platform.lint.helm import HelmOptions
 
@@ -79,10 +79,12 @@ def _release_suffix(text: str, i: int) -> str:
 
 
 def _lint(repo: Path, crds: list[Path], caches: Path, charts: bool):
+    config = repo / "gitops" / "lint.yaml"  # what `llm-platform lint` reads by default
     return run_lint(
         [repo / "gitops"],
         crd_dirs=crds,
         cwd=repo,
+        config=load_config(config) if config.is_file() else None,
         cache_dir=caches / "crd-schemas",
         render_charts=charts,
         helm_options=HelmOptions(render_cache=caches / "helm-renders"),
