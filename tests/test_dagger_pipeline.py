@@ -27,6 +27,7 @@ from llm_platform import images
 from llm_platform.bump.result import BumpResult
 from llm_platform.dagger_module import commands, containers
 from llm_platform.errors import InputError
+from llm_platform.lint.charts_lock import CHARTS_MIRROR_ENV
 from llm_platform.main import LlmPlatform
 from llm_platform.modelcar.lock import ModelLock, render_lock
 from llm_platform.modelcar.spec import load_spec, spec_sha256
@@ -323,6 +324,30 @@ def test_lint_syncs_the_pinned_crds_then_lints_the_tree_at_its_repository_path(
     ]
     assert ("with_workdir", (containers.WORK,), {}) in chain
     assert _secret_env(chain) == {} and not _busted(chain)  # a pure check: cacheable
+
+
+def test_lint_takes_the_charts_from_a_mirror_directory_when_given_one(
+    recorder: Recorder, repo_root: Path
+) -> None:
+    """With `--charts-mirror DIR`, the packages are mounted and named by $LLM_PLATFORM_CHARTS_MIRROR, which
+    both `crds sync` (the CRDs the charts install) and `lint` (the renders) read; without it neither is set."""
+    mirror = HostDirectory(repo_root / "gitops")  # any directory: only where it lands is checked here
+    anyio.run(lambda: LlmPlatform().lint(HostDirectory(repo_root / "gitops"), charts_mirror=mirror))
+    [chain] = recorder.evaluated
+    mounted = [
+        args for name, args, _ in chain if name == "with_directory" and args[0] == containers.CHARTS_MIRROR
+    ]
+    assert mounted and mounted[0][1] is mirror
+    env = [args for name, args, _ in chain if name == "with_env_variable" and args[0] == CHARTS_MIRROR_ENV]
+    assert env == [(CHARTS_MIRROR_ENV, containers.CHARTS_MIRROR)]
+    names = [name for name, _, _ in chain]
+    assert names.index("with_env_variable", names.index("with_directory")) < names.index(
+        "with_exec", len(names) - 3
+    )
+    recorder.evaluated.clear()
+    anyio.run(LlmPlatform().lint, HostDirectory(repo_root / "gitops"))
+    [plain] = recorder.evaluated
+    assert not [a for n, a, _ in plain if n == "with_env_variable" and a[0] == CHARTS_MIRROR_ENV]
 
 
 def test_tofu_plan_reads_live_state_so_it_is_never_replayed(recorder: Recorder, repo_root: Path) -> None:

@@ -150,9 +150,17 @@ class LlmPlatform:
         gitops: Annotated[
             dagger.Directory, DefaultPath("/gitops"), Ignore(SOURCE_IGNORE), Doc("The GitOps tree to lint")
         ],
+        charts_mirror: Annotated[
+            dagger.Directory | None,
+            Doc(
+                "A directory of chart packages and their INDEX.json to take the pinned charts from, instead "
+                "of their chart repositories"
+            ),
+        ] = None,
     ) -> str:
-        """Lint the Argo CD GitOps tree; fails on any error finding, returns the report otherwise."""
-        return await lint_container(gitops).stdout()
+        """Lint the Argo CD GitOps tree, every Helm chart rendered with the helm Argo CD uses; fails on any
+        error finding, returns the report otherwise."""
+        return await lint_container(gitops, charts_mirror).stdout()
 
     @function(cache="never")  # type: ignore[call-overload]  # dagger-io 0.21.11 overloads omit `cache`
     async def bump(

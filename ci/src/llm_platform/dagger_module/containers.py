@@ -39,6 +39,7 @@ HF_HOME = "/root/.cache/huggingface"
 TOFU_PLUGIN_CACHE = "/root/.cache/tofu-plugins"
 LLM_PLATFORM_CACHE = "/root/.cache/llm-platform"
 CRD_CACHE = f"{LLM_PLATFORM_CACHE}/crds"
+CHARTS_MIRROR = "/work/charts-mirror"  # `lint --charts-mirror`: a directory of packages + INDEX.json
 
 # Set to a fresh value on side-effecting execs so the layer cache never replays them.
 CACHE_BUSTER_ENV = "LLM_PLATFORM_CACHE_BUSTER"
@@ -151,14 +152,22 @@ def with_helm(ctr: dagger.Container) -> dagger.Container:
     )
 
 
-def lint_container(gitops: dagger.Directory) -> dagger.Container:
-    """Lint from /work so findings name paths as in the repository (gitops/...), with helm for rendering
-    the tree's Helm charts."""
-    return (
-        with_helm(toolbox())
-        .with_directory(f"{WORK}/gitops", gitops)
-        .with_exec(crds_sync_argv("gitops/crds.lock.yaml", CRD_CACHE))
-        .with_exec(lint_argv("gitops", CRD_CACHE))
+def lint_container(
+    gitops: dagger.Directory, charts_mirror: dagger.Directory | None = None
+) -> dagger.Container:
+    """Lint from /work so findings name paths as in the repository (gitops/...), rendering every Helm chart
+    of the tree with the helm Argo CD v3.4 uses. The chart packages come from their repositories, verified
+    against the chart lock's published digests (into the cache volume), or from `charts_mirror` (packages
+    and INDEX.json) when given; the CRDs the charts install are rendered from the same packages."""
+    ctr = with_helm(toolbox()).with_directory(f"{WORK}/gitops", gitops)
+    if charts_mirror is not None:
+        from llm_platform.lint.charts_lock import CHARTS_MIRROR_ENV  # not at import: that reads no file
+
+        ctr = ctr.with_directory(CHARTS_MIRROR, charts_mirror).with_env_variable(
+            CHARTS_MIRROR_ENV, CHARTS_MIRROR
+        )
+    return ctr.with_exec(crds_sync_argv("gitops/crds.lock.yaml", CRD_CACHE)).with_exec(
+        lint_argv("gitops", CRD_CACHE)
     )
 
 
