@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -78,7 +79,7 @@ def helm_log(tmp_path: Path) -> tuple[str, Path]:
     log = tmp_path / "helm-calls.log"
     wrapper = tmp_path / "bin" / "helm"
     wrapper.parent.mkdir()
-    wrapper.write_text(f'#!/bin/sh\necho "$1" >> "{log}"\nexec "{real}" "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> "{log}"\nexec "{real}" "$@"\n')
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     return str(wrapper), log
 
@@ -106,7 +107,9 @@ def _lint(repo: Path, tmp_path: Path, mirror: Path, helm: str, *, render: bool =
 
 
 def _templates(log: Path) -> int:
-    return log.read_text().split().count("template") if log.exists() else 0
+    return (
+        [ln.split(" ", 1)[0] for ln in log.read_text().splitlines()].count("template") if log.exists() else 0
+    )
 
 
 def test_render_charts_lints_the_rendered_objects_at_the_application(
@@ -588,3 +591,19 @@ def test_ignore_differences_covering_the_paths_is_not_nondeterministic(
     assert [f.rule_id for f in report.findings if f.rule_id == "helm-render-nondeterministic"] == [
         "helm-render-nondeterministic"
     ]
+
+
+def test_renders_see_the_ga_built_in_apis_of_the_kubernetes_version_and_the_crds_of_the_tree(
+    tmp_path: Path, helm_log: tuple[str, Path]
+) -> None:
+    """`.Capabilities.APIVersions` as the cluster will serve them: every GA built-in kind of the target
+    Kubernetes version (not its alpha/beta APIs, off by default) and the kinds of the tree's CRDs."""
+    helm, log = helm_log
+    repo, mirror = _demo_tree(tmp_path, "replicaCount: 1\n")
+    report = _lint(repo, tmp_path, mirror, helm)
+    assert report.coverage.charts_rendered
+    [argv] = [ln.split() for ln in log.read_text().splitlines() if ln.startswith("template")][:1]
+    apis = {argv[i + 1] for i, a in enumerate(argv) if a == "--api-versions"}
+    assert {"apps/v1", "apps/v1/Deployment", "policy/v1/PodDisruptionBudget", "v1/ConfigMap"} <= apis
+    assert "resource.k8s.io/v1/ResourceClaim" in apis  # GA in 1.34, served by 1.35
+    assert not [a for a in apis if any(re.fullmatch(r"v[0-9]+(alpha|beta)[0-9]*", p) for p in a.split("/"))]

@@ -37,6 +37,7 @@ from llm_platform.lint import helm_values
 from llm_platform.lint.argocd import application_sources, is_application, normalise_repo_url
 from llm_platform.lint.charts_lock import CHARTS_MIRROR_ENV, ChartLock, ensure_chart, load_lock
 from llm_platform.lint.render import real_path
+from llm_platform.lint.schemas import CoreSchemas, resolve_kubernetes_version
 from llm_platform.lint.sources import JsonPath, load_file
 from llm_platform.lint.tree import HelmOrigin, K8sObject, Tree
 from llm_platform.pinned_files import file_sha256
@@ -143,9 +144,11 @@ def render_charts(
     for job in runnable:
         _check_values(tree, job, cache_dir, checked)
     helm_version = _helm_version(helm)
-    # The cluster's API versions at each wave: the tree's own CRDs, then those the charts of earlier
-    # waves install (rendered wave by wave, in order).
-    api_versions = _crd_api_versions(tree.objects)
+    # The cluster's API versions at each wave: the GA built-in APIs of the Kubernetes version, the tree's
+    # own CRDs, then those the charts of earlier waves install (rendered wave by wave, in order).
+    api_versions = (
+        _crd_api_versions(tree.objects) | CoreSchemas(resolve_kubernetes_version(kube_version)).api_versions()
+    )
     for wave in sorted({job.wave for job in runnable}):
         batch = [job for job in runnable if job.wave == wave]
         for job in batch:

@@ -84,6 +84,17 @@ def resolve_kubernetes_version(wanted: str) -> str:
     return usable[-1]
 
 
+_NOT_RESOURCES = {
+    "APIGroup",
+    "APIGroupList",
+    "APIResourceList",
+    "APIVersions",
+    "DeleteOptions",
+    "Status",
+    "WatchEvent",
+}
+
+
 class CoreSchemas:
     """Strict JSON schemas of the built-in kinds for one Kubernetes minor version; all errors reported."""
 
@@ -114,6 +125,26 @@ class CoreSchemas:
                     registry = Resource.from_contents(schema) @ self._registry
                     self._validators[key] = jsonschema.Draft202012Validator(schema, registry=registry)
             return self._validators[key]
+
+    def api_versions(self) -> set[str]:
+        """`group/version` and `group/version/Kind` of every built-in GA resource kind this version serves
+        (what a default cluster's discovery reports, and what `helm template --api-versions` takes)."""
+        defs = json.loads((self._dir / "_definitions.json").read_text()).get("$defs") or {}
+        out: set[str] = set()
+        for definition in defs.values():
+            for gvk in (
+                (definition.get("x-kubernetes-group-version-kind") or [])
+                if isinstance(definition, dict)
+                else []
+            ):
+                group, version, kind = gvk.get("group", ""), gvk.get("version", ""), gvk.get("kind", "")
+                if kind in _NOT_RESOURCES or not self._file(group, version, kind).is_file():
+                    continue  # meta kinds are listed under every group version, even removed ones
+                if not re.fullmatch(r"v[0-9]+", version):
+                    continue  # alpha, and beta APIs since 1.24, are off unless a cluster enables them
+                gv = f"{group}/{version}" if group else version
+                out |= {gv, f"{gv}/{kind}"}
+        return out
 
     def validate(self, obj: dict[str, Any]) -> list[SchemaError] | None:
         validator = self.validator(str(obj.get("apiVersion")), str(obj.get("kind")))
