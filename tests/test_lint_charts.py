@@ -23,6 +23,7 @@ import pytest
 
 from llm_platform.lint import helm_values, run_lint
 from llm_platform.lint.charts_lock import CHARTS_MIRROR_ENV
+from llm_platform.lint.config import LintConfig
 from llm_platform.lint.helm import HelmOptions
 from tests.support.tools import require_tool
 
@@ -93,13 +94,14 @@ def _tree(root: Path, inline: str = "") -> Path:
     return root
 
 
-def _lint(repo: Path, tmp_path: Path, mirror: Path, helm: str, *, render: bool = True):
+def _lint(repo: Path, tmp_path: Path, mirror: Path, helm: str, *, render: bool = True, config=None):
     options = HelmOptions(
         chart_cache=tmp_path / "charts", mirror=mirror, render_cache=tmp_path / "renders", helm=helm
     )
     return run_lint(
         [repo / "gitops"],
         cwd=repo,
+        config=config,
         cache_dir=tmp_path / "crd-cache",
         render_charts=render,
         helm_options=options,
@@ -607,3 +609,109 @@ def test_renders_see_the_ga_built_in_apis_of_the_kubernetes_version_and_the_crds
     assert {"apps/v1", "apps/v1/Deployment", "policy/v1/PodDisruptionBudget", "v1/ConfigMap"} <= apis
     assert "resource.k8s.io/v1/ResourceClaim" in apis  # GA in 1.34, served by 1.35
     assert not [a for a in apis if any(re.fullmatch(r"v[0-9]+(alpha|beta)[0-9]*", p) for p in a.split("/"))]
+
+
+def _values_repo(root: Path, files: dict[str, str]) -> tuple[str, str]:
+    """A real git repository (bare, served by file://) holding `files` on branch main: (url, commit)."""
+    work = root / "values-work"
+    work.mkdir(parents=True)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True, env=env)
+    for rel, text in files.items():
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(text)
+    subprocess.run(["git", "-C", str(work), "add", "-A"], check=True, env=env)
+    subprocess.run(["git", "-C", str(work), "commit", "-qm", "values"], check=True, env=env)
+    bare = root / "values.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True, env=env)
+    commit = subprocess.run(
+        ["git", "-C", str(bare), "rev-parse", "main"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    return f"file://{bare}", commit
+
+
+# The demo tree has no `path:` source to tell which repoURL is this checkout: say it.
+OURS = LintConfig(repo_urls=["https://github.com/example/llm-platform.git"])
+
+
+def _with_shared_values(
+    repo: Path, url: str, revision: str, value_file: str = "$shared/values/team.yaml"
+) -> None:
+    app = repo / "gitops" / "apps" / "demo.yaml"
+    text = app.read_text().replace(
+        "          - $values/gitops/values/demo.yaml\n",
+        f"          - $values/gitops/values/demo.yaml\n          - {value_file}\n",
+    )
+    text = text.replace(
+        "  destination:\n",
+        f"    - repoURL: {url}\n      targetRevision: {revision}\n      ref: shared\n  destination:\n",
+    )
+    app.write_text(text)
+
+
+def test_values_from_another_repository_are_fetched_at_its_revision_and_linted(
+    tmp_path: Path, helm_log: tuple[str, Path]
+) -> None:
+    """A `$ref` value file of another repository is read as Argo CD reads it: that repository at the ref
+    source's targetRevision. Its keys are checked like ours, findings naming repository, commit and line;
+    a commit revision already fetched needs no network again; an unreachable one is not rendered."""
+    helm, log = helm_log
+    url, commit = _values_repo(tmp_path / "remote", {"values/team.yaml": "replicaCount: 5\nreplicaz: 2\n"})
+    repo, mirror = _demo_tree(tmp_path, "replicaCount: 1\n")
+    _with_shared_values(repo, url, "main")
+    report = _lint(repo, tmp_path, mirror, helm, config=OURS)
+    assert report.coverage.charts_rendered and not report.coverage.not_rendered
+    found = [(f.rule_id, f.path, f.line) for f in report.findings]
+    assert ("helm-values-unknown", f"{url}@{commit[:12]}:values/team.yaml", 2) in found, found
+    # The fetched file went to helm after ours (Argo CD's order: later files win).
+    [argv] = [ln.split() for ln in log.read_text().splitlines() if ln.startswith("template")][:1]
+    files = [argv[i + 1] for i, a in enumerate(argv) if a == "-f"]
+    assert files[0].endswith("gitops/values/demo.yaml") and files[1].endswith("values/team.yaml")
+
+    # Pinned to the commit: once fetched, the repository is not needed any more.
+    _with_shared_values(repo, url, "main")  # (no-op: already there)
+    app = repo / "gitops" / "apps" / "demo.yaml"
+    app.write_text(
+        app.read_text().replace(
+            "targetRevision: main\n      ref: shared", f"targetRevision: {commit}\n      ref: shared"
+        )
+    )
+    shutil.rmtree(url.removeprefix("file://"))
+    report = _lint(repo, tmp_path, mirror, helm, config=OURS)
+    assert report.coverage.charts_rendered and not report.coverage.not_rendered
+
+    # A branch of a repository that is gone: not rendered, with the reason.
+    app.write_text(
+        app.read_text().replace(
+            f"targetRevision: {commit}\n      ref: shared", "targetRevision: main\n      ref: shared"
+        )
+    )
+    report = _lint(repo, tmp_path, mirror, helm, config=OURS)
+    [reason] = report.coverage.not_rendered
+    assert "value file '$shared/values/team.yaml' of file://" in reason and "git could not read" in reason
+
+
+def test_a_missing_value_file_of_another_repository_is_accepted_only_with_ignore_missing(
+    tmp_path: Path, helm_log: tuple[str, Path]
+) -> None:
+    helm, _ = helm_log
+    url, _ = _values_repo(tmp_path / "remote", {"values/other.yaml": "a: 1\n"})
+    repo, mirror = _demo_tree(tmp_path, "replicaCount: 1\n")
+    _with_shared_values(repo, url, "main")
+    report = _lint(repo, tmp_path, mirror, helm, config=OURS)
+    [reason] = report.coverage.not_rendered
+    assert "values/team.yaml does not exist at" in reason
+    app = repo / "gitops" / "apps" / "demo.yaml"
+    app.write_text(
+        app.read_text().replace(
+            "        valueFiles:\n", "        ignoreMissingValueFiles: true\n        valueFiles:\n"
+        )
+    )
+    report = _lint(repo, tmp_path, mirror, helm, config=OURS)
+    assert report.coverage.charts_rendered and not report.coverage.not_rendered

@@ -133,8 +133,19 @@ def is_application(obj: K8sObject) -> bool:
 
 
 def _our_repos(tree: Tree) -> set[str]:
+    """The repoURLs that mean this checkout: the lint config's `repo_urls`, else the one whose `path:`
+    sources exist here most often, else the one most `path:`/`ref:` sources name."""
     if tree.config.repo_urls:
         return {normalise_repo_url(u) for u in tree.config.repo_urls}
+    present = Counter(
+        normalise_repo_url(str(s.get("repoURL", "")))
+        for o in tree.objects
+        if is_application(o)
+        for s, _ in application_sources(o)
+        if isinstance(s.get("path"), str) and s["path"].strip("/") and (tree.repo_root / s["path"]).exists()
+    )
+    if present:
+        return {present.most_common(1)[0][0]}
     counts = Counter(
         normalise_repo_url(str(s.get("repoURL", "")))
         for o in tree.objects

@@ -1,13 +1,15 @@
-"""Opt-in (`lint --render-charts`): render each Helm chart source of each Application as Argo CD does.
+"""`lint` (unless --no-render-charts): render each Helm chart source of each Application as Argo CD does.
 
 `helm template <release> <chart.tgz> --namespace <destination> --kube-version <v>.0 --include-crds`,
-with the source's `valueFiles` in order (`$ref/...` read from this repository), then its inline
+with the source's `valueFiles` in order (`$ref/...` read from this repository, or fetched from another
+repository at its source's targetRevision: `git_sources`), then its inline
 `values`/`valuesObject` as one more file, then its `parameters` (`--set`): Argo CD's precedence. The
 chart package comes verified from the chart lock (`charts_lock.ensure_chart`). Rendered objects join
 the tree; findings on them point at the Application's chart source and name the chart. Renders are
 cached on disk, keyed by sha256 of (chart sha256, values bytes, helm version, kube version, release,
-namespace, parameters, API versions). Charts are rendered wave by wave: `--api-versions` names the
-CRDs of the tree and of the charts of earlier waves, as the cluster will serve them then.
+namespace, parameters, API versions). Charts are rendered wave by wave: `--api-versions` names the GA
+built-in APIs of the Kubernetes version and the CRDs of the tree and of the charts of earlier waves, as
+the cluster will serve them then.
 
 A render that is not cached is run twice (the second a little over a second later, so `now` differs) and
 the two outputs compared: objects that differ are `helm-render-nondeterministic`, and that verdict is
@@ -36,6 +38,7 @@ from llm_platform.errors import DocumentError, PlatformError
 from llm_platform.lint import helm_values
 from llm_platform.lint.argocd import application_sources, is_application, normalise_repo_url
 from llm_platform.lint.charts_lock import CHARTS_MIRROR_ENV, ChartLock, ensure_chart, load_lock
+from llm_platform.lint.git_sources import GitFileMissingError, GitSourceError, GitSources, redact
 from llm_platform.lint.render import real_path
 from llm_platform.lint.schemas import CoreSchemas, resolve_kubernetes_version
 from llm_platform.lint.sources import JsonPath, load_file
@@ -62,6 +65,7 @@ class HelmOptions:
     mirror: Path | None = None
     render_cache: Path | None = None  # default: <cache root>/helm-renders
     helm: str | None = None  # default: helm on PATH
+    git_cache: Path | None = None  # other repositories' value files; default: <cache root>/git-sources
 
 
 @dataclass
@@ -98,7 +102,13 @@ def render_charts(
     `lint.llm-platform.io/render-charts: "true"` unless `every_app`); add the objects to `tree.objects`,
     the renders to `tree.helm_renders` and what could not be rendered to `tree.helm_not_rendered`. The
     mirror defaults to $LLM_PLATFORM_CHARTS_MIRROR."""
-    jobs = _jobs(tree, ours, every_app)
+    cache_dir = options.render_cache
+    if cache_dir is None:
+        from llm_platform.cache_root import cache_root
+
+        cache_dir = Path(cache_root()) / "helm-renders"
+    git = GitSources(options.git_cache or cache_dir.parent / "git-sources")
+    jobs = _jobs(tree, ours, every_app, git)
     if not jobs:
         return
     mirror = options.mirror
@@ -114,11 +124,6 @@ def render_charts(
     helm = options.helm or shutil.which("helm")
     if helm is None:
         lock_error = lock_error or "helm is not on PATH"
-    cache_dir = options.render_cache
-    if cache_dir is None:
-        from llm_platform.cache_root import cache_root
-
-        cache_dir = Path(cache_root()) / "helm-renders"
     runnable: list[_Job] = []
     for job in jobs:
         if lock is None or helm is None:
@@ -204,7 +209,7 @@ def _wave(app: K8sObject) -> int:
         return 0  # as Argo CD does (argocd-sync-wave-not-integer reports it)
 
 
-def _jobs(tree: Tree, ours: set[str], every_app: bool) -> list[_Job]:
+def _jobs(tree: Tree, ours: set[str], every_app: bool, git: GitSources) -> list[_Job]:
     jobs: list[_Job] = []
     for app in tree.objects:
         if not is_application(app):
@@ -235,7 +240,7 @@ def _jobs(tree: Tree, ours: set[str], every_app: bool) -> list[_Job]:
                 helm=helm,
                 wave=_wave(app),
             )
-            problem = _values(tree, job, helm, refs, ours)
+            problem = _values(tree, job, helm, refs, ours, git)
             if problem:
                 _skip(tree, job, problem)
                 continue
@@ -244,7 +249,12 @@ def _jobs(tree: Tree, ours: set[str], every_app: bool) -> list[_Job]:
 
 
 def _values(
-    tree: Tree, job: _Job, helm: dict[str, Any], refs: dict[str, dict[str, Any]], ours: set[str]
+    tree: Tree,
+    job: _Job,
+    helm: dict[str, Any],
+    refs: dict[str, dict[str, Any]],
+    ours: set[str],
+    git: GitSources,
 ) -> str | None:
     """Fill the job's values (Argo CD's order); a reason when they cannot be read here."""
     ignore_missing = bool(helm.get("ignoreMissingValueFiles"))
@@ -254,8 +264,21 @@ def _values(
             return f"value file {vf!r} is inside the chart or another repository (not read here)"
         ref, _, rel = vf[1:].partition("/")
         ref_src = refs.get(ref)
-        if ref_src is None or normalise_repo_url(str(ref_src.get("repoURL", ""))) not in ours:
-            return f"value file {vf!r} is not in this repository"
+        if ref_src is None:
+            return f"value file {vf!r}: no source of the Application has `ref: {ref}`"
+        url = str(ref_src.get("repoURL", ""))
+        if normalise_repo_url(url) not in ours:
+            # Another repository: its file at that source's targetRevision, fetched like Argo CD does.
+            try:
+                fetched, commit = git.file(url, str(ref_src.get("targetRevision") or "HEAD"), rel)
+            except GitFileMissingError as exc:
+                if ignore_missing:
+                    continue
+                return f"value file {vf!r} of {redact(url)}: {exc}"
+            except GitSourceError as exc:
+                return f"value file {vf!r} of {redact(url)}: {exc}"
+            job.value_files.append((fetched, f"{redact(url)}@{commit[:12]}:{rel}"))
+            continue
         file = tree.repo_root / rel
         if not file.is_file():
             if ignore_missing:
