@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -233,7 +234,12 @@ def test_mirror_sync_verifies_every_package_then_reuses_the_cache(
     sha = {(r["chart"], r["version"]): r["sha256"] for r in _index(mirror)}
     for entry in wanted:
         assert _sha256(cache / entry.file) == sha[(entry.chart, entry.version)]
-    assert sorted(p.name for p in cache.iterdir()) == sorted(e.file for e in wanted)
+    packages = sorted(p.name for p in cache.iterdir() if p.suffix == ".tgz")
+    assert packages == sorted(e.file for e in wanted)
+    # Beside each package: what the mirror vouched for, so the cache serves later runs without the mirror.
+    assert sorted(p.name for p in cache.iterdir() if p.suffix != ".tgz") == [
+        f"{f}.mirror-sha256" for f in packages
+    ]
     for package in mirror.glob("*.tgz"):  # verified cache entries are not read from the mirror again
         package.unlink()
     again = sync_charts(lock, cache, mirror=mirror)
@@ -241,6 +247,21 @@ def test_mirror_sync_verifies_every_package_then_reuses_the_cache(
     # The renderer's API: a verified package path for (chart, version).
     path = ensure_chart(lock, "cert-manager", "v1.20.2", cache, mirror=mirror)
     assert path == cache / "cert-manager-v1.20.2.tgz" and _sha256(path) == sha[("cert-manager", "v1.20.2")]
+
+
+def test_a_mirror_verified_package_serves_later_runs_without_the_mirror_while_its_bytes_hold(
+    lock: ChartLock, mirror: Path
+) -> None:
+    """`charts sync --mirror` then `lint` without it: the packages the mirror vouched for are used from the
+    cache (no chart repository is contacted); one whose bytes changed since is not, and with no network
+    it cannot be had at all, so the run says so instead of using it."""
+    cache = mirror.parent / "cache"
+    chart = next(e for e in lock.charts if e.published_sha256 is None and not e.unavailable)
+    sync_charts(lock, cache, mirror=mirror, only=[f"{chart.chart}@{chart.version}"])
+    assert ensure_chart(lock, chart.chart, chart.version, cache) == cache / chart.file  # no mirror given
+    (cache / chart.file).write_bytes((cache / chart.file).read_bytes() + b"\0")
+    with pytest.raises(PinnedFileError, match=rf"{re.escape(chart.label)}: the lock has no published digest"):
+        ensure_chart(lock, chart.chart, chart.version, cache)
 
 
 @pytest.mark.unit
@@ -310,7 +331,7 @@ def test_only_selects_and_unavailable_or_unknown_charts_are_refused(
     cache = mirror.parent / "cache"
     result = sync_charts(lock, cache, mirror=mirror, only=["argo-cd", "kserve-crd@v0.19.0"])
     assert (result.fetched, result.skipped) == (3, ())
-    assert sorted(p.name for p in cache.iterdir()) == [
+    assert sorted(p.name for p in cache.glob("*.tgz")) == [
         "argo-cd-10.1.1.tgz",
         "argo-cd-9.5.21.tgz",
         "kserve-crd-v0.19.0.tgz",
@@ -336,7 +357,7 @@ def test_cli_mirror_from_the_flag_and_from_the_environment(repo_root: Path, mirr
         env=_env(),
     )
     assert (proc.returncode, proc.stdout) == (0, f"{by_flag}\n"), proc.stderr
-    assert sorted(p.name for p in by_flag.iterdir()) == ["dex-0.24.0.tgz", "keda-2.20.2.tgz"]
+    assert sorted(p.name for p in by_flag.glob("*.tgz")) == ["dex-0.24.0.tgz", "keda-2.20.2.tgz"]
 
     by_env = mirror.parent / "by-env"
     _rewrite_index(mirror, "dex", "0.24.0", sha256="f" * 64)

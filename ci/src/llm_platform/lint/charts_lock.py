@@ -48,6 +48,7 @@ from llm_platform.pinned_files import (
     EntryRefusedError,
     SourceUnreachableError,
     SyncTarget,
+    file_sha256,
     load_lock_file,
     sync_pinned,
 )
@@ -412,10 +413,33 @@ def sync_charts(
         log.warning("charts sync: skipped %s: the lock marks it unavailable (see its entry)", entry.label)
     wanted = [e for e in entries if not e.unavailable]
     if mirror is not None:
-        fetched, cached = sync_pinned(wanted, cache, ChartMirror(mirror), CHARTS_SYNC)
+        source = ChartMirror(mirror)
+        fetched, cached = sync_pinned(wanted, cache, source, CHARTS_SYNC)
+        for entry in wanted:  # what each package was verified against, for use without the mirror
+            atomic_write(_mirror_stamp(cache, entry), f"{source.expected_sha256(entry)}\n".encode())
     else:
-        fetched, cached = sync_pinned(wanted, cache, HelmRepository(helm), CHARTS_SYNC)
+        remote = [e for e in wanted if not _verified_from_mirror(cache, e)]
+        fetched, cached = sync_pinned(remote, cache, HelmRepository(helm), CHARTS_SYNC)
+        cached += len(wanted) - len(remote)
     return ChartSyncResult(fetched=fetched, cached=cached, skipped=skipped)
+
+
+def _mirror_stamp(cache: Path, entry: LockedChart) -> Path:
+    return cache / f"{entry.file}.mirror-sha256"
+
+
+def _verified_from_mirror(cache: Path, entry: LockedChart) -> bool:
+    """A package a mirror sync verified (against that mirror's INDEX.json) and put in the cache is used
+    without the mirror, as long as its bytes are still the ones verified then; one that also has a
+    published digest is always checked against that instead."""
+    if entry.published_sha256 is not None:
+        return False
+    try:
+        want = _mirror_stamp(cache, entry).read_text().strip()
+    except OSError:
+        return False
+    package = cache / entry.file
+    return bool(re.fullmatch(r"[0-9a-f]{64}", want)) and package.is_file() and file_sha256(package) == want
 
 
 def ensure_chart(
