@@ -121,6 +121,23 @@ def compose_documents(text: str, path: str | None = None) -> list[Node]:
         raise YamlParseError(None, str(exc)) from exc
 
 
+def literal_value_offset(text: str, node: ScalarNode) -> int | None:
+    """Where the scalar's value starts in `text`, when every character of the value is written there as it
+    is: a plain scalar on one line, or a quoted one (YAML or JSON) without escapes or line breaks. Then
+    replacing part of the value is a splice of exactly those characters. None otherwise (escapes, `''`,
+    folded lines, block scalars, whose source is not the value), and such a value cannot be edited exactly."""
+    start, end = node.start_mark.index, node.end_mark.index
+    source = text[start:end]
+    if "\n" in source or "\r" in source:
+        return None
+    if node.style in ("'", '"'):
+        quoted = len(source) >= 2 and source[0] == source[-1] == node.style
+        return start + 1 if quoted and source[1:-1] == node.value else None
+    if node.style is None:
+        return start if source == node.value else None
+    return None  # `|` and `>`: indentation and chomping are not part of the value
+
+
 def _line_col(text: str, index: int) -> tuple[int, int]:
     line = text.count("\n", 0, index) + 1
     return line, index - (text.rfind("\n", 0, index) + 1) + 1

@@ -1,4 +1,5 @@
-"""Replace digests by splicing their exact characters, then prove the result is the intended edit.
+"""Replace digests (or, generically, chosen characters of chosen scalars: `splice_text`, `verify_edit`) by
+splicing their exact characters, then prove the result is the intended edit.
 
 The proof re-parses the new text and walks it beside the original, node by node: same documents,
 same kinds, tags, styles, anchors, keys and values, except the edited scalars, which must now hold
@@ -8,7 +9,8 @@ comments, order, quoting, line width and `---` separators survive.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -60,9 +62,15 @@ def _same_shape(old: Node, new: Node) -> bool:
 
 
 def _compare(
-    old: Node, new: Node, expected: dict[int, str], path: str, seen: set[tuple[int, int]]
+    old: Node,
+    new: Node,
+    expected: Mapping[int, str],
+    path: str,
+    seen: set[tuple[int, int]],
+    removed: frozenset[int] = frozenset(),
 ) -> str | None:
-    """First difference between the trees other than the expected scalar values, or None."""
+    """First difference between the trees other than the expected scalar values, or None. Mapping entries
+    whose key node (of `old`) is in `removed` must be gone from `new`, nothing else."""
     pair = (id(old), id(new))
     if pair in seen:
         return None
@@ -78,17 +86,18 @@ def _compare(
         if len(old.value) != len(new.value):
             return f"{path}: sequence length changed"
         for index, (a, b) in enumerate(zip(old.value, new.value, strict=True)):
-            diff = _compare(a, b, expected, f"{path}[{index}]", seen)
+            diff = _compare(a, b, expected, f"{path}[{index}]", seen, removed)
             if diff:
                 return diff
         return None
     if isinstance(old, MappingNode):
-        if len(old.value) != len(new.value):
+        kept = [(k, v) for k, v in old.value if id(k) not in removed]
+        if len(kept) != len(new.value):
             return f"{path}: mapping size changed"
-        for (ka, va), (kb, vb) in zip(old.value, new.value, strict=True):
+        for (ka, va), (kb, vb) in zip(kept, new.value, strict=True):
             label = ka.value if isinstance(ka, ScalarNode) else "?"
             diff = _compare(ka, kb, {}, f"{path}.{label}(key)", seen) or _compare(
-                va, vb, expected, f"{path}.{label}" if path else str(label), seen
+                va, vb, expected, f"{path}.{label}" if path else str(label), seen, removed
             )
             if diff:
                 return diff
@@ -132,3 +141,66 @@ def verify_splice(
             f"{path}: after the edit {len(rescan.references)} references were found "
             f"({reference_count} expected), stale: {stale or 'none'}"
         )
+
+
+@dataclass(frozen=True)
+class TextEdit:
+    """Replace the characters `text[start:end]`, which must read `old`, by `new` (empty: delete them)."""
+
+    start: int
+    end: int
+    old: str
+    new: str
+
+
+def splice_text(text: str, edits: Sequence[TextEdit]) -> str:
+    """`text` with each edit's span replaced, nothing else touched; a span that does not hold what the
+    edit expects, or that overlaps another, is refused (the edit was derived from another text)."""
+    pieces: list[str] = []
+    cursor = 0
+    for edit in sorted(edits, key=lambda e: (e.start, e.end)):
+        if edit.start < cursor:
+            raise SpliceVerificationError(f"edit spans overlap at offset {edit.start}; refusing to edit")
+        if text[edit.start : edit.end] != edit.old:
+            raise SpliceVerificationError(
+                f"offset {edit.start}: expected {edit.old!r} there, found {text[edit.start : edit.end]!r}; "
+                "refusing to edit"
+            )
+        pieces.append(text[cursor : edit.start])
+        pieces.append(edit.new)
+        cursor = edit.end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
+
+
+def verify_edit(
+    path: str,
+    old_documents: list[Node],
+    new_text: str,
+    expected: Mapping[int, str],
+    removed: frozenset[int] = frozenset(),
+) -> list[Node]:
+    """Raise SpliceVerificationError unless `new_text` parses to `old_documents` with exactly the scalars
+    in `expected` (by node id in the old documents) now holding their new values and the mapping entries
+    whose key node is in `removed` gone (a document left empty by that disappears); else the new documents.
+
+    The generic form of `verify_splice`: the caller knows which scalars it meant to change."""
+    try:
+        new_documents = compose_documents(new_text, path)
+    except YamlParseError as exc:
+        raise SpliceVerificationError(f"{path}: the edited file no longer parses ({exc.message})") from exc
+    kept = [
+        doc
+        for doc in old_documents
+        if not (isinstance(doc, MappingNode) and doc.value and all(id(k) in removed for k, _ in doc.value))
+    ]
+    if len(new_documents) != len(kept):
+        raise SpliceVerificationError(f"{path}: the edit changed the number of documents")
+    seen: set[tuple[int, int]] = set()
+    for number, (old, new) in enumerate(zip(kept, new_documents, strict=True), start=1):
+        diff = _compare(old, new, expected, "", seen, removed)
+        if diff:
+            raise SpliceVerificationError(
+                f"{path}: document {number}: the edit changed more than it meant to: {diff}"
+            )
+    return new_documents
