@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 
 from llm_platform import logs
-from llm_platform.cli import bump, charts, crds, lint, modelcar, modelcar_publish, tofu  # noqa: F401 (publish registers itself)
+from llm_platform.cli import (  # noqa: F401 (publish registers itself)
+    bump,
+    charts,
+    cluster,
+    crds,
+    lint,
+    modelcar,
+    modelcar_publish,
+    tofu,
+)
 from llm_platform.errors import (
     SERVICE_ERROR,
     USER_ERROR,
@@ -41,6 +50,7 @@ app.add_typer(modelcar.app, name="modelcar")
 app.add_typer(tofu.app, name="tofu")
 app.add_typer(crds.app, name="crds")
 app.add_typer(charts.app, name="charts")
+app.add_typer(cluster.app, name="cluster")
 lint.register(app)
 bump.register(app)
 

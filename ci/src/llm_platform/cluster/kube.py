@@ -62,13 +62,31 @@ class Target:
 # kubectl's words for what went wrong, mapped to the API's reasons.
 _REASONS = [
     (re.compile(r"\(Forbidden\)|forbidden:", re.I), "Forbidden"),
-    (re.compile(r"\(Unauthorized\)|must be logged in|Unauthorized", re.I), "Unauthorized"),
+    (
+        re.compile(
+            r"\(Unauthorized\)|must be logged in|Unauthorized|asked for the client to provide credentials",
+            re.I,
+        ),
+        "Unauthorized",
+    ),
     (re.compile(r"\(Conflict\)|conflict", re.I), "Conflict"),
     (re.compile(r"\(NotFound\)|not found", re.I), "NotFound"),
-    (re.compile(r"connection refused|no such host|dial tcp|network is unreachable", re.I), "Unreachable"),
+    (
+        re.compile(r"connection refused|was refused|no such host|dial tcp|network is unreachable", re.I),
+        "Unreachable",
+    ),
     (re.compile(r"timeout|deadline exceeded|Client.Timeout", re.I), "Timeout"),
 ]
 _SECRETISH = re.compile(r"(?i)(token|password|secret|authorization)([\"']?\s*[:=]\s*)[^\s,}\"']+")
+
+
+def _said(stderr: str) -> str:
+    """kubectl's verdict: its last `error:`/`Error from server` line (client-go logs retries above it),
+    else its last line; credentials-looking values masked, cut to one bounded line."""
+    lines = [" ".join(ln.split()) for ln in stderr.splitlines() if ln.strip()]
+    verdicts = [ln for ln in lines if ln.startswith(("error:", "Error from server", "Error:"))]
+    said = (verdicts or lines or [""])[-1]
+    return _SECRETISH.sub(r"\1\2<redacted>", said)[:500]
 
 
 def reason_of(stderr: str) -> str:
@@ -84,6 +102,7 @@ class Kubectl:
 
     target: Target = Target()
     binary: str | None = None
+    request_timeout: str = REQUEST_TIMEOUT
 
     def _argv(self, *args: str) -> list[str]:
         kubectl = self.binary or shutil.which("kubectl")
@@ -91,7 +110,7 @@ class Kubectl:
             raise ClusterError(
                 "kubectl is not on PATH (scripts/setup.sh --tests installs the pinned one)", ""
             )
-        argv = [kubectl, f"--request-timeout={REQUEST_TIMEOUT}"]
+        argv = [kubectl, f"--request-timeout={self.request_timeout}"]
         if self.target.kubeconfig is not None:
             argv.append(f"--kubeconfig={self.target.kubeconfig}")
         if self.target.context:
@@ -116,8 +135,7 @@ class Kubectl:
         except OSError as exc:
             raise ClusterError(f"{what}: cannot run kubectl: {exc.strerror}", "") from None
         if proc.returncode != 0:
-            said = " ".join(proc.stderr.decode("utf-8", errors="replace").split())
-            said = _SECRETISH.sub(r"\1\2<redacted>", said)[:500]
+            said = _said(proc.stderr.decode("utf-8", errors="replace"))
             raise ClusterError(f"{what}: {said or f'kubectl exited {proc.returncode}'}", reason_of(said))
         return proc.stdout.decode("utf-8", errors="replace")
 

@@ -34,15 +34,16 @@ from typing import Any
 import yaml
 
 from llm_platform.documents import MANIFEST_LIMITS, RENDER_LIMITS, iter_yaml, load_yaml
-from llm_platform.errors import DocumentError, PlatformError
+from llm_platform.errors import DocumentError, InputError, PlatformError
 from llm_platform.lint import helm_values
 from llm_platform.lint.argocd import application_sources, is_application, normalise_repo_url
 from llm_platform.lint.charts_lock import CHARTS_MIRROR_ENV, ChartLock, ensure_chart, load_lock
+from llm_platform.lint.config import LintConfig
 from llm_platform.lint.git_sources import GitFileMissingError, GitSourceError, GitSources, redact
 from llm_platform.lint.render import real_path
 from llm_platform.lint.schemas import CoreSchemas, resolve_kubernetes_version
 from llm_platform.lint.sources import JsonPath, load_file
-from llm_platform.lint.tree import HelmOrigin, K8sObject, Tree
+from llm_platform.lint.tree import HelmOrigin, K8sObject, Tree, display_path
 from llm_platform.pinned_files import file_sha256
 
 WAVE_ANNOTATION = "argocd.argoproj.io/sync-wave"
@@ -711,3 +712,45 @@ def _lines(path: Path) -> list[str]:
         return path.read_text(errors="replace").splitlines()
     except OSError:
         return []
+
+
+def render_application(
+    repo_root: Path, application: Path, kube_version: str, options: HelmOptions | None = None
+) -> list[dict[str, Any]]:
+    """The objects of the Helm sources of the Application in `application`, rendered exactly as `lint`
+    renders them (same chart lock, caches, values precedence and API versions): what an install that
+    must match the Application (the Argo CD bootstrap) applies. Its `$values` refer to this checkout.
+    Raises InputError when the file is not one Application or a chart source cannot be rendered."""
+    display = display_path(application, repo_root)
+    sf = load_file(application, display)
+    apps = [
+        K8sObject(
+            data=d.data, path=application, display=display, doc=d, fallback=d.locate(), unit="bootstrap"
+        )
+        for d in sf.docs
+        if isinstance(d.data, dict)
+    ]
+    if len(apps) != 1 or not is_application(apps[0]):
+        raise InputError(f"{display}: expected one Argo CD Application")
+    if sf.findings:
+        raise InputError(f"{display}:{sf.findings[0].line}: {sf.findings[0].message}")
+    app = apps[0]
+    ours = {
+        normalise_repo_url(str(s.get("repoURL", ""))) for s, _ in application_sources(app) if s.get("ref")
+    }
+    tree = Tree(
+        repo_root=repo_root,
+        files={application: sf},
+        kustomizations={},
+        objects=[app],
+        value_docs=[],
+        config=LintConfig(),
+        cwd=repo_root,
+    )
+    render_charts(tree, ours, kube_version, options or HelmOptions())
+    for (_, index), reason in tree.helm_not_rendered.items():
+        raise InputError(f"{display}: source {index} of Application {app.name} cannot be rendered: {reason}")
+    errors = [f for f in tree.findings if f.rule_id == "helm-render-error"]
+    if errors:
+        raise InputError(f"{display}:{errors[0].line}: {errors[0].message}")
+    return [obj.data for objs in tree.helm_renders.values() for obj in objs]
