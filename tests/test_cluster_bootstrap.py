@@ -392,3 +392,41 @@ def test_cli_dry_runs_print_the_objects_and_contact_no_cluster(repo_root: Path, 
         env=env,
     )
     assert bad.returncode == 2 and bad.stderr.startswith("llm-platform: error: --repo-url:")
+
+
+def test_cli_root_dry_run_prints_the_root_for_the_fork_and_it_lints(
+    repo_root: Path, tmp_path: Path, crds_dir: Path
+) -> None:
+    proc = subprocess.run(
+        [
+            _CLI,
+            "cluster",
+            "root",
+            "--env",
+            "kind",
+            "--repo-url",
+            "https://github.com/me/fork.git",
+            "--revision",
+            "v1.2.3",
+            "--root",
+            str(repo_root),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    [root] = list(yaml.safe_load_all(proc.stdout))
+    assert (root["kind"], root["metadata"]["name"]) == ("Application", "root")
+    assert root["spec"]["source"] == {
+        "repoURL": "https://github.com/me/fork.git",
+        "targetRevision": "v1.2.3",
+        "path": "gitops/apps/kind",
+    }
+    out = tmp_path / "repo" / "gitops" / "root.yaml"
+    out.parent.mkdir(parents=True)
+    out.write_text(proc.stdout)
+    report = run_lint([out.parent], crd_dirs=[crds_dir], cwd=tmp_path / "repo", render_charts=False)
+    assert report.coverage.schema_crd == 1
+    assert [f.text() for f in report.findings if f.rule_id.startswith("schema-")] == []

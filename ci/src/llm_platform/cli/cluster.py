@@ -120,3 +120,99 @@ def repo_credential(
         _print_objects([secret_object(cred, reveal=False)])
         return
     _result(apply_credential(_kube(kubeconfig, context), cred))
+
+
+Env = Annotated[
+    str, typer.Option("--env", help="Environment: gke or kind (gitops/bootstrap/root-<env>.yaml).")
+]
+RepoUrl = Annotated[
+    str | None,
+    typer.Option("--repo-url", help="The fork's git URL the Applications read (default: the origin remote)."),
+]
+Revision = Annotated[str, typer.Option("--revision", help="The git revision Argo CD syncs.")]
+Timeout = Annotated[str, typer.Option("--timeout", help="How long --wait waits, e.g. 30m, 90s.")]
+
+
+def origin_url(root: Path) -> str:
+    """The checkout's `origin` remote (what `--repo-url` defaults to), or a one-line error saying so."""
+    import subprocess
+
+    from llm_platform.errors import InputError, url_without_credentials
+
+    proc = subprocess.run(
+        ["git", "-C", str(root), "remote", "get-url", "origin"], capture_output=True, text=True, check=False
+    )
+    url = proc.stdout.strip()
+    if proc.returncode != 0 or not url:
+        raise InputError("--repo-url: not given, and the checkout has no `origin` remote to default to")
+    if url_without_credentials(url) != url:
+        raise InputError("--repo-url: the origin remote carries credentials: give --repo-url without them")
+    return url
+
+
+def _follow(kube: Kubectl, timeout: str) -> Any:
+    """`root --wait`: a live table on a TTY, plain progress lines otherwise; the final overview."""
+    from llm_platform.cluster.root import parse_duration, wait
+    from llm_platform.cluster.status import Overview, progress_lines, table
+
+    tty = sys.stderr.isatty()
+    previous: list[Overview] = []
+
+    def on_progress(view: Overview) -> None:
+        if tty:
+            sys.stderr.write("\x1b[H\x1b[2J" + table(view) + "\n")
+        else:
+            for line in progress_lines(previous[-1] if previous else None, view):
+                log.info("root: %s", line)
+        previous.append(view)
+        del previous[:-1]
+
+    return wait(kube, parse_duration(timeout), on_progress=on_progress)
+
+
+@app.command("root")
+def root_step(
+    env: Env,
+    repo_url: RepoUrl = None,
+    revision: Revision = "main",
+    wait_flag: Annotated[
+        bool, typer.Option("--wait", help="Follow every Application until Synced and Healthy.")
+    ] = False,
+    timeout: Timeout = "30m",
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    dry_run: DryRun = False,
+    root: Root = Path("."),
+) -> None:
+    """Apply the environment's root Application (with the repo URL and revision), then with --wait follow
+    every Application until all are Synced and Healthy; on timeout print the failing ones and exit 1."""
+    from llm_platform.cluster.root import WaitTimeout, apply_root, root_application
+    from llm_platform.cluster.status import table
+
+    obj = root_application(root, env, repo_url or origin_url(root), revision)
+    if dry_run:
+        _print_objects([obj])
+        return
+    kube = _kube(kubeconfig, context)
+    result = apply_root(kube, obj)
+    if wait_flag:
+        try:
+            view = _follow(kube, timeout)
+        except WaitTimeout as exc:
+            sys.stderr.write(table(exc.overview) + "\n" + "\n".join(exc.failures) + "\n")
+            raise
+        sys.stderr.write(table(view) + "\n")
+    _result(result)
+
+
+@app.command("status")
+def status(kubeconfig: Kubeconfig = None, context: Context = None) -> None:
+    """The table of every Application (name, wave, sync, health, last message), once; JSON on stdout."""
+    from llm_platform.cluster.status import failures, overview, table
+
+    kube = _kube(kubeconfig, context)
+    view = overview(kube)
+    sys.stderr.write(table(view) + "\n")
+    for line in failures(kube, view):
+        log.info("%s", line)
+    _result(view)
