@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,16 +17,26 @@ _MIRROR_ENV = "LLM_PLATFORM_CHARTS_MIRROR"
 
 app = typer.Typer(help="Helm chart packages the GitOps tree uses, pinned and verified.", no_args_is_help=True)
 
+LockFile = Annotated[
+    Path, typer.Option("--lock", help="Lock file of charts, versions, repositories and digests.")
+]
+CacheDir = Annotated[
+    Path | None, typer.Option("--cache", help="Cache directory (default ~/.cache/llm-platform/charts).")
+]
+
+
+def _only(verb: str) -> Any:
+    return typer.Option(
+        "--only",
+        help=f"{verb} only this chart (every locked version) or CHART@VERSION; repeatable.",
+        metavar="CHART[@VERSION]",
+    )
+
 
 @app.command("sync")
 def sync(
-    lock: Annotated[
-        Path, typer.Option("--lock", help="Lock file of charts, versions, repositories and digests.")
-    ] = Path("gitops/charts.lock.yaml"),
-    cache: Annotated[
-        Path | None,
-        typer.Option("--cache", help="Cache directory (default ~/.cache/llm-platform/charts)."),
-    ] = None,
+    lock: LockFile = Path("gitops/charts.lock.yaml"),
+    cache: CacheDir = None,
     mirror: Annotated[
         Path | None,
         typer.Option(
@@ -38,14 +48,7 @@ def sync(
             metavar="DIR",
         ),
     ] = None,
-    only: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--only",
-            help="Sync only this chart (every locked version) or CHART@VERSION; repeatable.",
-            metavar="CHART[@VERSION]",
-        ),
-    ] = None,
+    only: Annotated[list[str] | None, _only("Sync")] = None,
 ) -> None:
     """Fetch every locked chart package not yet cached, with `helm pull` from its chart repository
     (verified against the lock's published_sha256) or from a mirror (verified against its INDEX.json); a
@@ -69,21 +72,9 @@ def sync(
 
 @app.command("lock")
 def lock_digests(
-    lock: Annotated[
-        Path, typer.Option("--lock", help="Lock file of charts, versions, repositories and digests.")
-    ] = Path("gitops/charts.lock.yaml"),
-    cache: Annotated[
-        Path | None,
-        typer.Option("--cache", help="Cache directory (default ~/.cache/llm-platform/charts)."),
-    ] = None,
-    only: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--only",
-            help="Record only this chart (every locked version) or CHART@VERSION; repeatable.",
-            metavar="CHART[@VERSION]",
-        ),
-    ] = None,
+    lock: LockFile = Path("gitops/charts.lock.yaml"),
+    cache: CacheDir = None,
+    only: Annotated[list[str] | None, _only("Record")] = None,
 ) -> None:
     """Record the published sha256 of every locked chart that has none: `helm pull` from its chart
     repository, check the package is that chart and version, and write the digest into the lock (only
