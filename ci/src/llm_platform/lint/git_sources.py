@@ -17,6 +17,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llm_platform.errors import url_without_credentials
+
 GIT_TIMEOUT = 120.0
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a values file larger than this is not read
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -30,9 +32,9 @@ class GitFileMissingError(GitSourceError):
     """The revision was fetched but has no such file (`ignoreMissingValueFiles` may accept that)."""
 
 
-def redact(url: str) -> str:
-    """`url` without credentials (user:token@), for messages."""
-    return re.sub(r"(?<=://)[^/@\s]*@", "", url)
+def _redact(text: str) -> str:
+    """`text` (git's stderr, which quotes URLs) with any `scheme://user:token@` credentials removed."""
+    return re.sub(r"(?<=://)[^/@\s]*@", "", text)
 
 
 @dataclass
@@ -81,7 +83,7 @@ class GitSources:
         if _COMMIT.match(rev) and self._has(bare, rev):
             commit = rev  # immutable, already here: no network
         else:
-            where = f"{redact(repo_url)}@{rev}"
+            where = f"{url_without_credentials(repo_url)}@{rev}"
             self._git(bare, "fetch", "--quiet", "--depth", "1", "--no-tags", repo_url, rev, what=where)
             commit = self._git(bare, "rev-parse", "FETCH_HEAD^{commit}", what=where).strip()
         self._resolved[key] = commit
@@ -118,6 +120,6 @@ class GitSources:
         except OSError as exc:
             raise GitSourceError(f"cannot run git: {exc.strerror}") from None
         if proc.returncode != 0:
-            said = redact(" ".join(proc.stderr.decode("utf-8", errors="replace").split()))[:300]
+            said = _redact(" ".join(proc.stderr.decode("utf-8", errors="replace").split()))[:300]
             raise GitSourceError(f"git could not read {what}: {said or f'exit {proc.returncode}'}")
         return proc.stdout

@@ -34,12 +34,12 @@ from typing import Any
 import yaml
 
 from llm_platform.documents import MANIFEST_LIMITS, RENDER_LIMITS, iter_yaml, load_yaml
-from llm_platform.errors import DocumentError, InputError, PlatformError
+from llm_platform.errors import DocumentError, InputError, PlatformError, url_without_credentials
 from llm_platform.lint import helm_values
 from llm_platform.lint.argocd import application_sources, is_application, normalise_repo_url
 from llm_platform.lint.charts_lock import CHARTS_MIRROR_ENV, ChartLock, ensure_chart, load_lock
 from llm_platform.lint.config import LintConfig
-from llm_platform.lint.git_sources import GitFileMissingError, GitSourceError, GitSources, redact
+from llm_platform.lint.git_sources import GitFileMissingError, GitSourceError, GitSources
 from llm_platform.lint.render import real_path
 from llm_platform.lint.schemas import CoreSchemas, resolve_kubernetes_version
 from llm_platform.lint.sources import JsonPath, load_file
@@ -275,10 +275,10 @@ def _values(
             except GitFileMissingError as exc:
                 if ignore_missing:
                     continue
-                return f"value file {vf!r} of {redact(url)}: {exc}"
+                return f"value file {vf!r} of {url_without_credentials(url)}: {exc}"
             except GitSourceError as exc:
-                return f"value file {vf!r} of {redact(url)}: {exc}"
-            job.value_files.append((fetched, f"{redact(url)}@{commit[:12]}:{rel}"))
+                return f"value file {vf!r} of {url_without_credentials(url)}: {exc}"
+            job.value_files.append((fetched, f"{url_without_credentials(url)}@{commit[:12]}:{rel}"))
             continue
         file = tree.repo_root / rel
         if not file.is_file():
