@@ -13,6 +13,7 @@ from llm_platform.cli import (  # noqa: F401 (publish registers itself)
     bump,
     charts,
     cluster,
+    configure,
     crds,
     lint,
     modelcar,
@@ -53,6 +54,7 @@ app.add_typer(charts.app, name="charts")
 app.add_typer(cluster.app, name="cluster")
 lint.register(app)
 bump.register(app)
+configure.register(app)
 
 
 def run(args: list[str]) -> int:

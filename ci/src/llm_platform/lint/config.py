@@ -31,6 +31,7 @@ class LintConfig(BaseModel):
     """Example:
 
     ```yaml
+    template: true           # only in the upstream template, whose placeholders `configure` sets
     kubernetes_version: "1.33"
     ignore:
       - path: gitops/clusters/kind/**
@@ -49,6 +50,11 @@ class LintConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    template: bool = Field(
+        default=False,
+        description="this tree is the upstream template: placeholders are expected (config-placeholder is off); "
+        "`llm-platform configure` removes the line from a fork",
+    )
     kubernetes_version: str | None = None
     ignore: list[PathIgnore] = Field(default_factory=list)
     allow_missing_schema: list[str] = Field(default_factory=list, description='"group/Kind" globs')

@@ -14,7 +14,7 @@ from typing import Any
 from llm_platform.cache_root import cache_root
 from llm_platform.documents import file_type
 from llm_platform.errors import InputError
-from llm_platform.lint import argocd, helm, policy, rendered, xref
+from llm_platform.lint import argocd, helm, placeholders, policy, rendered, xref
 from llm_platform.lint.cel import CelOutcome
 from llm_platform.lint.config import LintConfig
 from llm_platform.lint.model import Coverage, Finding, LintReport
@@ -113,6 +113,7 @@ def run_lint(
     _duplicates(tree, graph)
     policy.check(tree)
     rendered.check(tree, graph)
+    placeholders.check(tree)
     xref.check(tree, graph)
 
     findings: list[Finding] = list(tree.findings)

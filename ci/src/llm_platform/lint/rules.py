@@ -411,6 +411,15 @@ _RULES: list[Rule] = [
         "cannot reach the Service, and Argo CD only creates them after the hook succeeds. Optional "
         "references are not reported.",
     ),
+    Rule(
+        id="config-placeholder",
+        category="config",
+        severity=_E,
+        rationale="A value still holding the upstream template's placeholder (llm-platform-example: the git "
+        "URL, the GCP project, the modelcar registry) points Argo CD, External Secrets and the model pods at "
+        "a repository and a project the fork does not own; `llm-platform configure` sets them. Off when the "
+        "lint config says `template: true` (the upstream template itself).",
+    ),
 ]
 
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}
