@@ -430,3 +430,59 @@ def test_cli_root_dry_run_prints_the_root_for_the_fork_and_it_lints(
     report = run_lint([out.parent], crd_dirs=[crds_dir], cwd=tmp_path / "repo", render_charts=False)
     assert report.coverage.schema_crd == 1
     assert [f.text() for f in report.findings if f.rule_id.startswith("schema-")] == []
+
+
+def test_cli_install_stops_before_any_cluster_while_placeholders_are_left(
+    repo_root: Path, tmp_path: Path
+) -> None:
+    """The upstream tree is a template: `install` refuses it (configure --check first), contacting nothing."""
+    env = {**os.environ, "KUBECONFIG": str(tmp_path / "no-such-kubeconfig")}
+    proc = subprocess.run(
+        [
+            _CLI,
+            "cluster",
+            "install",
+            "--env",
+            "kind",
+            "--root",
+            str(repo_root),
+            "--repo-url",
+            "https://github.com/me/f.git",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.splitlines()[-1].startswith("llm-platform: error: install: ")
+    assert "placeholder(s) left for environment kind: run llm-platform configure" in proc.stderr
+
+
+def test_cli_secrets_dry_run_lists_keys_and_never_values(repo_root: Path) -> None:
+    env = {
+        **os.environ,
+        "LLM_PLATFORM_SECRET_DEX_GOOGLE_CLIENT_ID": "id-given-123",
+        "LLM_PLATFORM_SECRET_DEX_GOOGLE_CLIENT_SECRET": "secret-given-456",
+    }
+    proc = subprocess.run(
+        [_CLI, "cluster", "secrets", "--env", "gke", "--dry-run", "--root", str(repo_root)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["dry_run"] is True and "litellm-master-key" in result["created"]
+    assert (
+        "id-given-123" not in proc.stdout + proc.stderr
+        and "secret-given-456" not in proc.stdout + proc.stderr
+    )
+    kind = subprocess.run(
+        [_CLI, "cluster", "secrets", "--env", "kind", "--dry-run", "--root", str(repo_root)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert kind.returncode == 0 and json.loads(kind.stdout)["created"] == []

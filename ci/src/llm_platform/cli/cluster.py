@@ -133,23 +133,6 @@ Revision = Annotated[str, typer.Option("--revision", help="The git revision Argo
 Timeout = Annotated[str, typer.Option("--timeout", help="How long --wait waits, e.g. 30m, 90s.")]
 
 
-def origin_url(root: Path) -> str:
-    """The checkout's `origin` remote (what `--repo-url` defaults to), or a one-line error saying so."""
-    import subprocess
-
-    from llm_platform.errors import InputError, url_without_credentials
-
-    proc = subprocess.run(
-        ["git", "-C", str(root), "remote", "get-url", "origin"], capture_output=True, text=True, check=False
-    )
-    url = proc.stdout.strip()
-    if proc.returncode != 0 or not url:
-        raise InputError("--repo-url: not given, and the checkout has no `origin` remote to default to")
-    if url_without_credentials(url) != url:
-        raise InputError("--repo-url: the origin remote carries credentials: give --repo-url without them")
-    return url
-
-
 def _follow(kube: Kubectl, timeout: str) -> Any:
     """`root --wait`: a live table on a TTY, plain progress lines otherwise; the final overview."""
     from llm_platform.cluster.root import parse_duration, wait
@@ -188,6 +171,7 @@ def root_step(
     every Application until all are Synced and Healthy; on timeout print the failing ones and exit 1."""
     from llm_platform.cluster.root import WaitTimeout, apply_root, root_application
     from llm_platform.cluster.status import table
+    from llm_platform.configure.identity import origin_url
 
     obj = root_application(root, env, repo_url or origin_url(root), revision)
     if dry_run:
@@ -216,3 +200,118 @@ def status(kubeconfig: Kubeconfig = None, context: Context = None) -> None:
     for line in failures(kube, view):
         log.info("%s", line)
     _result(view)
+
+
+FromFile = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--from-file", help="KEY=PATH: take that secret value from a file (repeatable).", metavar="KEY=PATH"
+    ),
+]
+Rotate = Annotated[
+    list[str] | None, typer.Option("--rotate", help="Give this key a new value (repeatable).", metavar="KEY")
+]
+
+
+def _secrets(root: Path, env: str, rotate: list[str], from_file: list[str], dry_run: bool) -> Any:
+    from llm_platform.cluster import gsm
+    from llm_platform.cluster.secrets import (
+        ProviderKind,
+        environment_objects,
+        parse_from_file,
+        plan,
+        required_secrets,
+        result_of,
+    )
+
+    required = required_secrets(environment_objects(root, env))
+    needs_gsm = any(r.provider is ProviderKind.GCPSM for r in required)
+    client = gsm.SecretManagerClient.from_environment() if needs_gsm and not dry_run else None
+    try:
+        existing = gsm.existing_for(required, client) if client is not None else set()
+        todo = plan(required, existing, set(rotate), from_files=parse_from_file(from_file))
+        if dry_run or client is None or todo.nothing_to_create:
+            return result_of(todo, dry_run=dry_run)
+        return gsm.apply(todo, client)
+    finally:
+        if client is not None:
+            client.close()
+
+
+@app.command("secrets")
+def secrets_step(
+    env: Env,
+    rotate: Rotate = None,
+    from_file: FromFile = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Say which keys it would create, keep or rotate; contact nothing."),
+    ] = False,
+    root: Root = Path("."),
+) -> None:
+    """Create the secret values the environment's ExternalSecrets need that its store lacks (Google Secret
+    Manager on gke, with $GOOGLE_OAUTH_ACCESS_TOKEN; nothing on kind, whose store is in git). Values from
+    --from-file, $LLM_PLATFORM_SECRET_<KEY>, or generated where any value of the right shape will do.
+    Existing values are kept unless --rotate names them. The result lists keys, never values."""
+    _result(_secrets(root, env, rotate or [], from_file or [], dry_run))
+
+
+@app.command("install")
+def install(
+    env: Env,
+    repo_url: RepoUrl = None,
+    revision: Revision = "main",
+    ssh_key_file: Annotated[
+        Path | None, typer.Option("--ssh-key-file", help="SSH key for an SSH repo URL (else $GIT_TOKEN).")
+    ] = None,
+    public_repo: Annotated[
+        bool, typer.Option("--public-repo", help="The repository is public: no repository credential.")
+    ] = False,
+    from_file: FromFile = None,
+    timeout: Timeout = "30m",
+    kubeconfig: Kubeconfig = None,
+    context: Context = None,
+    root: Root = Path("."),
+    charts_mirror: ChartsMirror = None,
+) -> None:
+    """`configure --check`, bootstrap, repo-credential, secrets, root --wait, in order; a JSON line per
+    step. A second run reports that nothing changed."""
+    from llm_platform.cluster.bootstrap import BootstrapResult, changed_objects, wait_available
+    from llm_platform.cluster.repo_credential import apply_credential, credential
+    from llm_platform.cluster.root import apply_root, root_application
+    from llm_platform.configure.identity import origin_url
+    from llm_platform.configure.service import PlaceholdersLeftError, check_line
+    from llm_platform.configure.service import check as check_tree
+
+    left = check_tree(root, env)
+    if left.placeholders:
+        for placeholder in left.placeholders:
+            log.error("%s", check_line(placeholder))
+        raise PlaceholdersLeftError(
+            f"install: {len(left.placeholders)} placeholder(s) left for environment {env}: run llm-platform configure"
+        )
+    url = repo_url or origin_url(root)
+    kube = _kube(kubeconfig, context)
+    objects = bootstrap_plan(root, charts_mirror)
+    changed = changed_objects(kube, objects)
+    if changed:
+        kube.apply(objects)
+    steps: list[Any] = [
+        BootstrapResult(
+            chart="argo-cd",
+            objects=len(objects),
+            changed=changed,
+            available=wait_available(kube, objects, 600),
+        )
+    ]
+    if not public_repo:
+        steps.append(apply_credential(kube, credential(url, ssh_key_file=ssh_key_file)))
+    steps.append(_secrets(root, env, [], from_file or [], False))
+    result = apply_root(kube, root_application(root, env, url, revision))
+    view = _follow(kube, timeout)
+    steps.append(result)
+    for step in steps:
+        _result(step)
+    from llm_platform.cluster.status import table
+
+    sys.stderr.write(table(view) + "\n")
