@@ -20,8 +20,8 @@ from typing import Any, Protocol
 from llm_platform.errors import PlatformError
 
 FIELD_MANAGER = "llm-platform"
-KUBECTL_TIMEOUT = 120.0  # seconds for one kubectl call (its own --request-timeout is shorter)
-REQUEST_TIMEOUT = "60s"
+KUBECTL_TIMEOUT = 90.0  # seconds for one kubectl call (discovery and retries included)
+REQUEST_TIMEOUT = "20s"  # one request: an API server that does not answer fails a step in seconds
 
 
 class ClusterError(PlatformError):
