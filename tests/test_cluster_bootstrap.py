@@ -85,7 +85,7 @@ class StateKube:
 
 @pytest.fixture(scope="module")
 def rendered_bootstrap(repo_root: Path) -> list[dict[str, Any]]:
-    from llm_platform.cli.cluster import bootstrap_plan
+    from llm_platform.cluster.bootstrap import bootstrap_plan
 
     require_tool("helm")
     mirror = os.environ.get("LLM_PLATFORM_CHARTS_MIRROR")

@@ -61,17 +61,6 @@ def _result(model: Any) -> None:
     sys.stdout.write(model.model_dump_json(indent=2) + "\n")
 
 
-def bootstrap_plan(root: Path, charts_mirror: Path | None) -> list[dict[str, Any]]:
-    from llm_platform.cluster.bootstrap import ARGOCD_APPLICATION, bootstrap_objects
-    from llm_platform.lint.engine import DEFAULT_KUBERNETES_VERSION
-    from llm_platform.lint.helm import HelmOptions, render_application
-
-    rendered = render_application(
-        root, root / ARGOCD_APPLICATION, DEFAULT_KUBERNETES_VERSION, HelmOptions(mirror=charts_mirror)
-    )
-    return bootstrap_objects(root, rendered)
-
-
 @app.command("bootstrap")
 def bootstrap(
     kubeconfig: Kubeconfig = None,
@@ -84,7 +73,12 @@ def bootstrap(
     """Install Argo CD from the chart and values of the tree's self-managed `argocd` Application
     (rendered like `lint` renders it), server-side applied with our field manager, then wait until its
     workloads are available. The Application adopts these objects with no diff; a re-run changes nothing."""
-    from llm_platform.cluster.bootstrap import BootstrapResult, changed_objects, wait_available
+    from llm_platform.cluster.bootstrap import (
+        BootstrapResult,
+        bootstrap_plan,
+        changed_objects,
+        wait_available,
+    )
 
     objects = bootstrap_plan(root, charts_mirror)
     if dry_run:
@@ -276,7 +270,12 @@ def install(
 ) -> None:
     """`configure --check`, bootstrap, repo-credential, secrets, root --wait, in order; a JSON line per
     step. A second run reports that nothing changed."""
-    from llm_platform.cluster.bootstrap import BootstrapResult, changed_objects, wait_available
+    from llm_platform.cluster.bootstrap import (
+        BootstrapResult,
+        bootstrap_plan,
+        changed_objects,
+        wait_available,
+    )
     from llm_platform.cluster.repo_credential import apply_credential, credential
     from llm_platform.cluster.root import apply_root, root_application
     from llm_platform.configure.identity import origin_url

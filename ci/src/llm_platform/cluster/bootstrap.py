@@ -67,6 +67,21 @@ class NotAvailableError(PlatformError):
     """Workloads not available before the deadline; the message lists them with their conditions."""
 
 
+def bootstrap_plan(repo_root: Path, charts_mirror: Path | None = None) -> list[dict[str, Any]]:
+    """Everything bootstrap applies, in order: the `argocd` Application's Helm source rendered by lint's
+    renderer (its verified chart, our values, the same API versions), as `bootstrap_objects` shapes it."""
+    from llm_platform.lint.engine import DEFAULT_KUBERNETES_VERSION
+    from llm_platform.lint.helm import HelmOptions, render_application
+
+    rendered = render_application(
+        repo_root,
+        repo_root / ARGOCD_APPLICATION,
+        DEFAULT_KUBERNETES_VERSION,
+        HelmOptions(mirror=charts_mirror),
+    )
+    return bootstrap_objects(repo_root, rendered)
+
+
 def bootstrap_objects(repo_root: Path, rendered: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What bootstrap applies: the Application's rendered objects, with the argocd Namespace, a
     namespace on every namespaced object, the tracking annotation, in dependency order. The Namespace
