@@ -161,7 +161,8 @@ def lint_container(
     and INDEX.json) when given; the CRDs the charts install are rendered from the same packages."""
     ctr = with_helm(toolbox()).with_directory(f"{WORK}/gitops", gitops)
     if charts_mirror is not None:
-        from llm_platform.lint.charts_lock import CHARTS_MIRROR_ENV  # here: importing this module reads no file
+        # Imported here: importing this module must read no file.
+        from llm_platform.lint.charts_lock import CHARTS_MIRROR_ENV
 
         ctr = ctr.with_directory(CHARTS_MIRROR, charts_mirror).with_env_variable(
             CHARTS_MIRROR_ENV, CHARTS_MIRROR
