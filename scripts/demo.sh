@@ -20,6 +20,9 @@ cp /bin/busybox "$OUT/bundle/rootfs/bin/busybox"
 for applet in sh ln sleep ls [ test echo cat sha256sum readlink find wc true; do
   ln -s busybox "$OUT/bundle/rootfs/bin/$applet"
 done
+# Explicit modes: mkdir and cp follow the caller's umask, which would change the layer and the digest.
+chmod 0755 "$OUT/bundle/rootfs" "$OUT/bundle/rootfs/"{bin,mnt,proc,dev,sys,etc} "$OUT/bundle/rootfs/bin/busybox"
+chmod 1777 "$OUT/bundle/rootfs/tmp"
 # Fixed mtimes, no history, a fixed creation time: the base (and so the demo's digest) is the same on
 # every run and every machine with the same busybox-static.
 find "$OUT/bundle/rootfs" -exec touch -h -d @0 {} +

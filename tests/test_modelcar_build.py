@@ -189,7 +189,8 @@ def test_demo_layout_structure_annotations_and_validation(
     assert config["rootfs"]["diff_ids"] == base_config["rootfs"]["diff_ids"] + [
         layer["digest"] for layer in model_layers
     ]
-    assert config["config"] == base_config["config"]
+    # The base's runtime config, with the spec's numeric non-root user (KServe's modelcar uid by default).
+    assert config["config"] == {**(base_config.get("config") or {}), "User": "1010"}
 
     # skopeo reads the layout and agrees on the digest and layers.
     inspected = json.loads(run([require_tool("skopeo"), "inspect", f"oci:{layout}:minilm-demo"]).stdout)

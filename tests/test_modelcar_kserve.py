@@ -47,13 +47,21 @@ def test_kserve_sidecar_and_init_container_serve_every_file(
     )
     image = podman.pull_layout(layout, "minilm-demo")
 
+    # The image runs as KServe's modelcar uid with no --user: what a pod with runAsNonRoot and no
+    # runAsUser gets (the kubelet refuses a non-numeric or zero User there).
+    assert podman("image", "inspect", "--format", "{{.Config.User}}", image).stdout.strip() == "1010"
+    uid = 'while read -r key real rest; do [ "$key" = Uid: ] && echo "$real"; done < /proc/self/status; true'
+    assert podman("run", "--rm", "--network", "none", image, "sh", "-c", uid).stdout.strip() == "1010"
+
     # Init container: /models exists and is not empty.
     init = podman("run", "--rm", "--network", "none", image, "sh", "-c", INIT_CHECK)
     assert init.stdout.strip() == "OK"
 
-    # The pod shares its PID namespace, like pod.spec.shareProcessNamespace; /mnt is the shared emptyDir.
+    # The pod shares its PID namespace, like pod.spec.shareProcessNamespace; /mnt is the shared emptyDir
+    # (mode 0777, as the kubelet makes an emptyDir, so the non-root sidecar can write its link there).
     mnt = tmp_path / "emptydir"
     mnt.mkdir()
+    mnt.chmod(0o777)
     podman("pod", "create", "--name", "kserve", "--share", "pid", "--network", "none")
     podman(
         "run", "-d", "--pod", "kserve", "--name", "modelcar", "-v", f"{mnt}:/mnt", image, "sh", "-c", SIDECAR

@@ -239,3 +239,18 @@ def test_spec_sha256_ignores_comments_and_formatting(tmp_path: Path, repo_root: 
     changed.parent.mkdir()
     changed.write_text(original.read_text().replace("vocab.txt", "vocab*.txt"))
     assert spec_sha256(load_spec(changed)) != spec_sha256(spec)
+
+
+def test_the_image_user_is_a_numeric_non_root_uid_kserve_s_by_default(repo_root: Path) -> None:
+    text = (repo_root / "modelcars" / "minilm-demo.yaml").read_text()
+    assert load_spec_text(text, source_name="modelcars/minilm-demo.yaml").image.user == 1010
+    base_line = next(ln for ln in text.splitlines() if ln.startswith("  base: "))
+    own = load_spec_text(
+        text.replace(base_line, base_line + "\n  user: 2000"), source_name="modelcars/m.yaml"
+    )
+    assert own.image.user == 2000
+    for bad in ("0", "-1", "root", "1010.5"):
+        with pytest.raises(InputError, match=r"^modelcars/m\.yaml:\d+: image\.user: "):
+            load_spec_text(
+                text.replace(base_line, base_line + f"\n  user: {bad}"), source_name="modelcars/m.yaml"
+            )

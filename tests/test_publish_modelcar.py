@@ -83,11 +83,16 @@ def test_publish_pulls_with_skopeo_runs_as_kserve_modelcar_and_republishes_nothi
         '[ -d /models ] && [ "$(ls -A /models)" ] && echo OK || echo "NOK modelcar is invalid"',
     )
     assert init.stdout.strip() == "OK"
+    emptydir = tmp_path / "emptydir"  # /mnt in the pod: an emptyDir, mode 0777 as the kubelet makes it
+    emptydir.mkdir()
+    emptydir.chmod(0o777)
     sidecar = podman(
         "run",
         "--rm",
         "--network",
         "none",
+        "-v",
+        f"{emptydir}:/mnt",
         image,
         "sh",
         "-c",

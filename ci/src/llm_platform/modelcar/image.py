@@ -128,6 +128,8 @@ class ImagePlan:
         # only informative; without its times some tools crash on it (umoci 0.4 stat), so it goes too.
         config.pop("created", None)
         config.pop("history", None)
+        # A numeric non-root user: runAsNonRoot can only be checked against a uid, not a name.
+        config.setdefault("config", {})["User"] = str(self.spec.image.user)
         rootfs = config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
         # Uncompressed tar layers: the diff_id is the blob digest.
         rootfs["diff_ids"] = [*rootfs.get("diff_ids", []), *(layer.digest for layer in self.model_layers)]

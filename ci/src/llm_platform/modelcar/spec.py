@@ -27,6 +27,7 @@ from llm_platform.registry.reference import parse_reference
 DEFAULT_BASE = (
     "docker.io/library/busybox:1.37.0@sha256:bdf57e528e45e4433820e045b29b4597825a1c9e38353532d90a01445013f82e"
 )
+MODELCAR_UID = 1010  # KServe's default uidModelcar: the modelcar and kserve-container share it
 SPEC_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 _HF_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SERVED_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
@@ -169,6 +170,14 @@ class ImageTarget(_Strict):
     base: Annotated[str, AfterValidator(check_pinned_image)] = Field(
         default=DEFAULT_BASE,
         description="Base image (needs sh, ln, sleep, [, ls, echo for KServe), pinned by digest.",
+    )
+    user: int = Field(
+        default=MODELCAR_UID,
+        ge=1,
+        le=2**31 - 1,
+        description="Numeric non-root uid the image runs as (its config's User). The default is KServe's "
+        "modelcar uid (uidModelcar 1010), so a pod with runAsNonRoot and no runAsUser runs it, as the same "
+        "uid as the serving container.",
     )
 
 
