@@ -486,3 +486,58 @@ def test_cli_secrets_dry_run_lists_keys_and_never_values(repo_root: Path) -> Non
         check=False,
     )
     assert kind.returncode == 0 and json.loads(kind.stdout)["created"] == []
+
+
+def test_the_deploy_kubeconfig_hands_kubectl_the_token_from_the_environment_only(tmp_path: Path) -> None:
+    """The kubeconfig `deploy --install` writes holds no token: its exec plugin prints the one in the
+    environment as the ExecCredential kubectl reads (client.authentication.k8s.io/v1)."""
+    from llm_platform.cluster.kubeconfig import gke_kubeconfig
+    from llm_platform.tofu import PlatformOutputs, ServiceAccounts
+
+    require_tool("kubectl")
+    ca = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()
+    outputs = PlatformOutputs(
+        project_id="p",
+        region="r",
+        cluster_name="llm",
+        cluster_location="r",
+        cluster_endpoint="10.0.0.2",
+        cluster_ca_certificate=ca,
+        registry_url="r-docker.pkg.dev/p/modelcars",
+        workload_identity_pool="p.svc.id.goog",
+        service_accounts=ServiceAccounts(
+            argocd="argocd-sa@p.iam.gserviceaccount.com",
+            external_secrets="eso-sa@p.iam.gserviceaccount.com",
+            pusher="pusher-sa@p.iam.gserviceaccount.com",
+            nodes="nodes-sa@p.iam.gserviceaccount.com",
+        ),
+    )
+    text = gke_kubeconfig(outputs, "GOOGLE_OAUTH_ACCESS_TOKEN")
+    config = yaml.safe_load(text)
+    assert config["clusters"][0]["cluster"] == {
+        "server": "https://10.0.0.2",
+        "certificate-authority-data": ca,
+    }
+    # kubectl runs the plugin with the environment and reads an ExecCredential from its stdout.
+    plugin = config["users"][0]["user"]["exec"]
+    env = {**os.environ, "GOOGLE_OAUTH_ACCESS_TOKEN": "ya29.canary-token"}
+    proc = subprocess.run(
+        [plugin["command"], *plugin["args"]], capture_output=True, text=True, check=True, env=env
+    )
+    assert json.loads(proc.stdout) == {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "status": {"token": "ya29.canary-token"},
+    }
+    assert plugin["apiVersion"] == "client.authentication.k8s.io/v1" and plugin["interactiveMode"] == "Never"
+    # And kubectl takes the kubeconfig as it is (its own parser).
+    path = tmp_path / "kubeconfig"
+    path.write_text(text)
+    view = subprocess.run(
+        [require_tool("kubectl"), "config", "view", "--kubeconfig", str(path), "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(view.stdout)["current-context"] == "platform"
+    assert "canary" not in text and "canary" not in view.stdout

@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from llm_platform import images
@@ -178,6 +179,9 @@ def answers(work: Path) -> Callable[[list[str]], str]:
             )
         if argv[:2] == ["llm-platform", "lint"]:
             return "lint: clean\n"
+        if argv[:3] == ["llm-platform", "cluster", "install"]:
+            return '{"step": "root", "changed": false}\n'
+
         if argv[:2] == ["llm-platform", "bump"]:
             model, ref = argv[argv.index("--model") + 1], argv[argv.index("--ref") + 1]
             commit = f"{'e' * 39}{len(argv) % 10}"
@@ -324,6 +328,62 @@ def test_lint_syncs_the_pinned_crds_then_lints_the_tree_at_its_repository_path(
     ]
     assert ("with_workdir", (containers.WORK,), {}) in chain
     assert _secret_env(chain) == {} and not _busted(chain)  # a pure check: cacheable
+
+
+def test_deploy_with_install_installs_on_the_cluster_tofu_created_after_lint_and_before_bump(
+    recorder: Recorder, repo_root: Path
+) -> None:
+    """--install: `cluster install --env gke` with a kubeconfig built from tofu's outputs, whose exec plugin
+    prints the token from the environment (never in the kubeconfig, a file or an argument), after lint,
+    before the bumps."""
+    access, git = Secret("ACCESS"), Secret("GIT")
+    summary = json.loads(
+        anyio.run(
+            lambda: LlmPlatform().deploy(
+                "dev",
+                HostDirectory(repo_root),
+                project_id="my-project",
+                access_token=access,
+                hf_token=Secret("HF"),
+                registry_username="oauth2accesstoken",
+                registry_password=Secret("REG"),
+                git_token=git,
+                push=True,
+                install=True,
+            )
+        )
+    )
+    kinds = [_execs(chain)[-1][:3] for chain in recorder.evaluated]
+    assert kinds.index(["llm-platform", "cluster", "install"]) > kinds.index(
+        ["llm-platform", "lint", "gitops"]
+    )
+    assert kinds.index(["llm-platform", "cluster", "install"]) < kinds.index(
+        ["llm-platform", "bump", "--model"]
+    )
+    [chain] = [c for c in recorder.evaluated if _execs(c)[-1][:3] == ["llm-platform", "cluster", "install"]]
+    _assert_secrets_only_in_env(chain)
+    assert _execs(chain)[-1] == commands.cluster_install_argv(
+        "gke", containers.KUBECONFIG, f"{containers.WORK}/repo"
+    )
+    [(path, text)] = [args[:2] for name, args, _ in chain if name == "with_new_file"]
+    kubeconfig = yaml.safe_load(text)
+    assert path == containers.KUBECONFIG
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == f"https://{OUTPUTS.cluster_endpoint}"
+    assert (
+        kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"] == OUTPUTS.cluster_ca_certificate
+    )
+    plugin = kubeconfig["users"][0]["user"]["exec"]
+    assert plugin["command"] == "sh" and '"$GOOGLE_OAUTH_ACCESS_TOKEN"' in plugin["args"][1]
+    assert _secret_env(chain) == {"GOOGLE_OAUTH_ACCESS_TOKEN": "ACCESS", "GIT_TOKEN": "GIT"} and _busted(
+        chain
+    )
+    assert summary["install"] == '{"step": "root", "changed": false}'
+    with pytest.raises(InputError, match="--access-token"):
+        anyio.run(
+            lambda: LlmPlatform().deploy(
+                "dev", HostDirectory(repo_root), project_id="p", credentials=Secret("C"), install=True
+            )
+        )
 
 
 def test_lint_takes_the_charts_from_a_mirror_directory_when_given_one(

@@ -43,6 +43,7 @@ from llm_platform.dagger_module.containers import (
     apply_and_read_outputs,
     changed_modelcars,
     git_container,
+    install_container,
     lint_container,
     run_bumps,
     tofu_container,
@@ -213,8 +214,16 @@ class LlmPlatform:
             dagger.Secret | None, Doc("Token to push the bump commits, e.g. env://GIT_TOKEN")
         ] = None,
         push: Annotated[bool, Doc("Push the bump commits to origin")] = False,
+        install: Annotated[
+            bool,
+            Doc(
+                "After lint, install what sits below GitOps on the cluster tofu created (Argo CD, repository "
+                "credential, secret values, root) and wait until every Application is Synced and Healthy"
+            ),
+        ] = False,
     ) -> str:
-        """The pipeline in order: tofu apply, publish the modelcars whose spec or lock changed, lint, bump."""
+        """The pipeline in order: tofu apply, publish the modelcars whose spec or lock changed, lint, install
+        (with --install), bump."""
         from llm_platform.bump.result import BumpResult
 
         cloud = CloudAccess(project_id=project_id, credentials=credentials, access_token=access_token)
@@ -236,6 +245,9 @@ class LlmPlatform:
         published = [results[name] for name in stale.changed]
 
         report = await lint_container(repo.directory("gitops")).stdout()
+        installed = ""
+        if install:
+            installed = await install_container(repo, outputs, cloud, git_token).stdout()
 
         bumps: list[BumpResult] = []
         if published:
@@ -250,6 +262,7 @@ class LlmPlatform:
             published=published,
             unchanged=stale.unchanged,
             lint=report.strip(),
+            install=installed.strip(),
             bump_commits=[bump.summary_line() for bump in bumps],
             pushed=push and bool(published),
         )

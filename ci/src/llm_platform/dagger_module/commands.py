@@ -78,3 +78,9 @@ def bump_argv(
     if push:
         argv += ["--push", "origin"]
     return argv
+
+
+def cluster_install_argv(env: str, kubeconfig: str, root: str) -> list[str]:
+    """`llm-platform cluster install`: configure --check, Argo CD, the repository credential ($GIT_TOKEN),
+    the secret values ($GOOGLE_OAUTH_ACCESS_TOKEN), the root, followed until Synced and Healthy."""
+    return ["llm-platform", "cluster", "install", "--env", env, "--kubeconfig", kubeconfig, "--root", root]

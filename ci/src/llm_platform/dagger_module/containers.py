@@ -19,12 +19,14 @@ from llm_platform.dagger_module.commands import (
     GOOGLE_ACCESS_TOKEN_ENV,
     GOOGLE_CREDENTIALS_ENV,
     bump_argv,
+    cluster_install_argv,
     crds_sync_argv,
     lint_argv,
     modelcar_changed_argv,
     tofu_argv,
 )
 from llm_platform.dagger_module.models import BumpRequest, CloudAccess
+from llm_platform.errors import InputError
 
 if TYPE_CHECKING:
     from llm_platform.bump.result import BumpResult
@@ -169,6 +171,32 @@ def lint_container(
         )
     return ctr.with_exec(crds_sync_argv("gitops/crds.lock.yaml", CRD_CACHE)).with_exec(
         lint_argv("gitops", CRD_CACHE)
+    )
+
+
+KUBECONFIG = f"{WORK}/kubeconfig"
+
+
+def install_container(
+    repo: dagger.Directory, outputs: "PlatformOutputs", cloud: CloudAccess, git_token: dagger.Secret | None
+) -> dagger.Container:
+    """`cluster install --env gke` against the cluster `tofu apply` created: its kubeconfig from the typed
+    outputs, which takes the access token from the environment (as Secret Manager does), $GIT_TOKEN for the
+    repository credential. Reads live state: never replayed from the cache."""
+    from llm_platform.cluster.kubeconfig import gke_kubeconfig
+
+    if cloud.access_token is None:
+        raise InputError("deploy --install: needs --access-token (the cluster and Secret Manager take it)")
+    ctr = (
+        with_helm(toolbox())
+        .with_directory(f"{WORK}/repo", repo)
+        .with_new_file(KUBECONFIG, gke_kubeconfig(outputs, GOOGLE_ACCESS_TOKEN_ENV))
+        .with_secret_variable(GOOGLE_ACCESS_TOKEN_ENV, cloud.access_token)
+    )
+    if git_token is not None:
+        ctr = ctr.with_secret_variable(GIT_TOKEN_ENV, git_token)
+    return ctr.with_env_variable(CACHE_BUSTER_ENV, cache_buster()).with_exec(
+        cluster_install_argv("gke", KUBECONFIG, f"{WORK}/repo")
     )
 
 

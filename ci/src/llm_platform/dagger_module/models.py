@@ -43,5 +43,6 @@ class DeploySummary(BaseModel):
     published: list[PublishedModelcar]
     unchanged: list[str] = Field(description="modelcars whose lock already matches their spec")
     lint: str = Field(description="the lint report (clean: lint fails the deploy otherwise)")
+    install: str = Field(default="", description="with --install: the JSON results of `cluster install`")
     bump_commits: list[str] = Field(description="per bump: the commit it made, or `unchanged`")
     pushed: bool
