@@ -105,6 +105,7 @@ class FaultProxy:
                         proxy.seen.append((self.command, self.path, 0))
                         self.close_connection = True
                         return
+                    proxy.seen.append((self.command, self.path, status))  # before the client has it
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(body)))
@@ -112,7 +113,6 @@ class FaultProxy:
                         self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(body)
-                    proxy.seen.append((self.command, self.path, status))
                     return
                 stall_after = fault.stall_after if fault is not None else None
                 conn = http.client.HTTPConnection(proxy.upstream, timeout=120)
@@ -138,6 +138,10 @@ class FaultProxy:
                     and response.status not in (204, 304)
                 ):
                     self.close_connection = True  # the body ends when the connection does
+                if stall_after is None:
+                    # Recorded before the client can have the answer: a test reading `seen` right after its
+                    # request returns sees it (appending after the write raced with the client).
+                    proxy.seen.append((self.command, self.path, response.status))
                 self.send_response(response.status)
                 for name, value in response.getheaders():
                     if name.lower() not in _HOP:
@@ -158,7 +162,6 @@ class FaultProxy:
                     while piece := response.read(1 << 20):
                         self.wfile.write(piece)
                 conn.close()
-                proxy.seen.append((self.command, self.path, response.status))
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
