@@ -73,26 +73,13 @@ def bootstrap(
     """Install Argo CD from the chart and values of the tree's self-managed `argocd` Application
     (rendered like `lint` renders it), server-side applied with our field manager, then wait until its
     workloads are available. The Application adopts these objects with no diff; a re-run changes nothing."""
-    from llm_platform.cluster.bootstrap import (
-        BootstrapResult,
-        bootstrap_plan,
-        changed_objects,
-        wait_available,
-    )
+    from llm_platform.cluster.bootstrap import bootstrap_plan, run_bootstrap
 
     objects = bootstrap_plan(root, charts_mirror)
     if dry_run:
         _print_objects(objects)
         return
-    kube = _kube(kubeconfig, context)
-    changed = changed_objects(kube, objects)
-    if changed:
-        log.info("bootstrap: applying %d object(s), %d of them new or changed", len(objects), len(changed))
-        kube.apply(objects)
-    else:
-        log.info("bootstrap: all %d object(s) already applied as rendered", len(objects))
-    available = wait_available(kube, objects, timeout)
-    _result(BootstrapResult(chart="argo-cd", objects=len(objects), changed=changed, available=available))
+    _result(run_bootstrap(_kube(kubeconfig, context), objects, timeout))
 
 
 @app.command("repo-credential")
@@ -207,31 +194,6 @@ Rotate = Annotated[
 ]
 
 
-def _secrets(root: Path, env: str, rotate: list[str], from_file: list[str], dry_run: bool) -> Any:
-    from llm_platform.cluster import gsm
-    from llm_platform.cluster.secrets import (
-        ProviderKind,
-        environment_objects,
-        parse_from_file,
-        plan,
-        required_secrets,
-        result_of,
-    )
-
-    required = required_secrets(environment_objects(root, env))
-    needs_gsm = any(r.provider is ProviderKind.GCPSM for r in required)
-    client = gsm.SecretManagerClient.from_environment() if needs_gsm and not dry_run else None
-    try:
-        existing = gsm.existing_for(required, client) if client is not None else set()
-        todo = plan(required, existing, set(rotate), from_files=parse_from_file(from_file))
-        if dry_run or client is None or todo.nothing_to_create:
-            return result_of(todo, dry_run=dry_run)
-        return gsm.apply(todo, client)
-    finally:
-        if client is not None:
-            client.close()
-
-
 @app.command("secrets")
 def secrets_step(
     env: Env,
@@ -247,7 +209,9 @@ def secrets_step(
     Manager on gke, with $GOOGLE_OAUTH_ACCESS_TOKEN; nothing on kind, whose store is in git). Values from
     --from-file, $LLM_PLATFORM_SECRET_<KEY>, or generated where any value of the right shape will do.
     Existing values are kept unless --rotate names them. The result lists keys, never values."""
-    _result(_secrets(root, env, rotate or [], from_file or [], dry_run))
+    from llm_platform.cluster.secrets import run_secrets
+
+    _result(run_secrets(root, env, rotate or [], from_file or [], dry_run=dry_run))
 
 
 @app.command("install")
@@ -270,14 +234,10 @@ def install(
 ) -> None:
     """`configure --check`, bootstrap, repo-credential, secrets, root --wait, in order; a JSON line per
     step. A second run reports that nothing changed."""
-    from llm_platform.cluster.bootstrap import (
-        BootstrapResult,
-        bootstrap_plan,
-        changed_objects,
-        wait_available,
-    )
+    from llm_platform.cluster.bootstrap import bootstrap_plan, run_bootstrap
     from llm_platform.cluster.repo_credential import apply_credential, credential
     from llm_platform.cluster.root import apply_root, root_application
+    from llm_platform.cluster.secrets import run_secrets
     from llm_platform.configure.identity import origin_url
     from llm_platform.configure.service import PlaceholdersLeftError, check_line
     from llm_platform.configure.service import check as check_tree
@@ -291,21 +251,10 @@ def install(
         )
     url = repo_url or origin_url(root)
     kube = _kube(kubeconfig, context)
-    objects = bootstrap_plan(root, charts_mirror)
-    changed = changed_objects(kube, objects)
-    if changed:
-        kube.apply(objects)
-    steps: list[Any] = [
-        BootstrapResult(
-            chart="argo-cd",
-            objects=len(objects),
-            changed=changed,
-            available=wait_available(kube, objects, 600),
-        )
-    ]
+    steps: list[Any] = [run_bootstrap(kube, bootstrap_plan(root, charts_mirror), 600)]
     if not public_repo:
         steps.append(apply_credential(kube, credential(url, ssh_key_file=ssh_key_file)))
-    steps.append(_secrets(root, env, [], from_file or [], False))
+    steps.append(run_secrets(root, env, (), from_file or []))
     result = apply_root(kube, root_application(root, env, url, revision))
     view = _follow(kube, timeout)
     steps.append(result)

@@ -18,6 +18,9 @@ from pydantic import BaseModel
 
 from llm_platform.cluster.kube import Kube
 from llm_platform.errors import PlatformError
+from llm_platform.logs import get_logger
+
+log = get_logger("cluster")
 
 ARGOCD_APPLICATION = Path("gitops/apps/base/argocd.yaml")
 ARGOCD_NAMESPACE = "argocd"
@@ -212,3 +215,15 @@ def wait_available(
                 + (f" and {len(pending) - 10} more" if len(pending) > 10 else "")
             )
         sleep(poll_s)
+
+
+def run_bootstrap(kube: Kube, objects: list[dict[str, Any]], timeout_s: float) -> BootstrapResult:
+    """Apply `objects` (only when some differ from what the cluster holds) and wait until available."""
+    changed = changed_objects(kube, objects)
+    if changed:
+        log.info("bootstrap: applying %d object(s), %d of them new or changed", len(objects), len(changed))
+        kube.apply(objects)
+    else:
+        log.info("bootstrap: all %d object(s) already applied as rendered", len(objects))
+    available = wait_available(kube, objects, timeout_s)
+    return BootstrapResult(chart="argo-cd", objects=len(objects), changed=changed, available=available)

@@ -715,3 +715,29 @@ __all__ = [
     "result_of",
     "shape_for",
 ]
+
+
+def run_secrets(
+    repo_root: Path,
+    env: str,
+    rotate: Iterable[str] = (),
+    from_file: Iterable[str] = (),
+    *,
+    dry_run: bool = False,
+) -> SecretsResult:
+    """`cluster secrets`: learn what `env` needs from the tree, ask Secret Manager what exists (gcpsm
+    stores, not on a dry run), plan, and create what is missing."""
+    from llm_platform.cluster import gsm
+
+    required = required_secrets(environment_objects(repo_root, env))
+    needs_gsm = any(r.provider is ProviderKind.GCPSM for r in required)
+    client = gsm.SecretManagerClient.from_environment() if needs_gsm and not dry_run else None
+    try:
+        existing = gsm.existing_for(required, client) if client is not None else set()
+        todo = plan(required, existing, set(rotate), from_files=parse_from_file(from_file))
+        if dry_run or client is None or todo.nothing_to_create:
+            return result_of(todo, dry_run=dry_run)
+        return gsm.apply(todo, client)
+    finally:
+        if client is not None:
+            client.close()
