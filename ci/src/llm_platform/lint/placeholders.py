@@ -13,7 +13,8 @@ from __future__ import annotations
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from llm_platform.configure.placeholders import MARKER
-from llm_platform.lint.rules import IGNORE_ANNOTATION
+from llm_platform.documents import cut
+from llm_platform.lint.rules import silences
 from llm_platform.lint.sources import SourceDoc
 from llm_platform.lint.tree import Tree
 
@@ -23,11 +24,8 @@ _STR_TAG = "tag:yaml.org,2002:str"
 
 def _silenced(doc: SourceDoc) -> bool:
     """The object's own `lint.llm-platform.io/ignore` annotation names the rule (or `*`)."""
-    data = doc.data
-    metadata = data.get("metadata") if isinstance(data, dict) else None
-    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
-    raw = annotations.get(IGNORE_ANNOTATION) if isinstance(annotations, dict) else None
-    return isinstance(raw, str) and bool({RULE, "*"} & {r.strip() for r in raw.split(",")})
+    metadata = doc.data.get("metadata") if isinstance(doc.data, dict) else None
+    return silences(metadata.get("annotations") if isinstance(metadata, dict) else None, RULE)
 
 
 def _scalars(root: Node) -> list[ScalarNode]:
@@ -63,7 +61,7 @@ def check(tree: Tree) -> None:
                 continue
             for node in hits:
                 value = str(node.value)
-                shown = value if len(value) <= 120 else value[:119] + "…"
+                shown = cut(value, 120)
                 tree.report_at(
                     RULE,
                     doc.display,

@@ -13,6 +13,12 @@ from llm_platform.lint.model import Severity
 IGNORE_ANNOTATION = "lint.llm-platform.io/ignore"
 
 
+def silences(annotations: object, rule_id: str) -> bool:
+    """Whether an object's annotations silence `rule_id` (`lint.llm-platform.io/ignore: a,b` or `*`)."""
+    raw = annotations.get(IGNORE_ANNOTATION) if isinstance(annotations, dict) else None
+    return isinstance(raw, str) and bool({rule_id, "*"} & {r.strip() for r in raw.split(",")})
+
+
 class Rule(BaseModel):
     model_config = ConfigDict(frozen=True)
 

@@ -9,7 +9,7 @@ from typing import Any
 from llm_platform.lint.config import LintConfig
 from llm_platform.lint.model import Finding
 from llm_platform.lint.render import Kustomization, real_path
-from llm_platform.lint.rules import IGNORE_ANNOTATION
+from llm_platform.lint.rules import silences
 from llm_platform.lint.sources import JsonPath, SourceDoc, SourceFile, finding
 
 
@@ -101,10 +101,7 @@ class K8sObject:
         return self.doc.locate(json_path)
 
     def silenced(self, rule_id: str) -> bool:
-        raw = self.annotations.get(IGNORE_ANNOTATION)
-        if not isinstance(raw, str):
-            return False
-        return rule_id in {r.strip() for r in raw.split(",")} or "*" in raw
+        return silences(self.annotations, rule_id)
 
 
 @dataclass
