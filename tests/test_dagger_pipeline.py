@@ -98,6 +98,9 @@ class Container:
     def directory(self, path: str) -> tuple[str, Container, str]:
         return ("directory-of", self, path)
 
+    def as_service(self, **kwargs: Any) -> tuple[str, tuple[Op, ...], dict[str, Any]]:
+        return ("service", self.ops, kwargs)
+
     def file(self, path: str) -> tuple[str, Container, str]:
         return ("file-of", self, path)
 
@@ -181,6 +184,8 @@ def answers(work: Path) -> Callable[[list[str]], str]:
             return "lint: clean\n"
         if argv[:3] == ["llm-platform", "cluster", "install"]:
             return '{"step": "root", "changed": false}\n'
+        if argv[:3] == ["llm-platform", "cluster", "kind-test"]:
+            return '{"step": "kind-test", "passed": true}\n'
 
         if argv[:2] == ["llm-platform", "bump"]:
             model, ref = argv[argv.index("--model") + 1], argv[argv.index("--ref") + 1]
@@ -384,6 +389,36 @@ def test_deploy_with_install_installs_on_the_cluster_tofu_created_after_lint_and
                 "dev", HostDirectory(repo_root), project_id="p", credentials=Secret("C"), install=True
             )
         )
+
+
+def test_kind_test_runs_the_cli_s_kind_test_against_a_fresh_privileged_k3s_service(
+    recorder: Recorder, repo_root: Path
+) -> None:
+    """One k3s service per run (pinned image, privileged, the cgroup v2 nesting fix as its entrypoint), whose
+    kubeconfig reaches the toolbox through a cache volume named for that run alone; then the same
+    `cluster kind-test` a host runs, with --kubeconfig (a cluster it must not delete)."""
+    out = anyio.run(lambda: LlmPlatform().kind_test(HostDirectory(repo_root / "gitops"), timeout="20m"))
+    assert json.loads(out) == {"step": "kind-test", "passed": True}
+    anyio.run(lambda: LlmPlatform().kind_test(HostDirectory(repo_root / "gitops")))
+    first, second = recorder.evaluated
+    kubeconfig = f"{containers.WORK}/k3s.yaml"
+    assert _execs(first)[-1] == commands.kind_test_argv(kubeconfig, f"{containers.WORK}/repo", "20m")
+    assert _execs(first)[-1][3:5] == ["--kubeconfig", kubeconfig] and _busted(first)
+    assert "kubectl --kubeconfig" in _execs(first)[-2][2]  # waits for a Ready node first
+    [(alias, service)] = [args for name, args, _ in first if name == "with_service_binding"]
+    assert alias == containers.K3S_ALIAS and service[0] == "service"
+    _, ops, kwargs = service
+    assert ("from_", (images.K3S,), {}) in ops
+    assert kwargs["insecure_root_capabilities"] is True and kwargs["use_entrypoint"] is True
+    assert "--tls-san k3s" in kwargs["args"][2]
+    assert ("with_entrypoint", (["/usr/local/bin/entrypoint.sh"],), {}) in ops
+
+    def config_volume(chain: tuple[Op, ...]) -> Any:
+        return next(args[1] for name, args, _ in chain if name == "with_mounted_cache" and args[0] == "/k3s")
+
+    assert config_volume(first) != config_volume(second)  # never an earlier server's kubeconfig
+    assert ("with_mounted_cache", (containers.K3S_CONFIG, config_volume(first)), {}) in ops
+    assert _secret_env(first) == {}
 
 
 def test_lint_takes_the_charts_from_a_mirror_directory_when_given_one(

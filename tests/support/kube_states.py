@@ -35,7 +35,8 @@ def key_of(obj: dict[str, Any]) -> Key:
 class StateKube:
     """`Kube` over a dict. `script`: states (lists of documents) that replace the whole state, one per
     `list_objects` call, the last one staying; `fail_on`: {call number: ClusterError} for the n-th call of
-    any method (1-based). `calls` records (method, kind, name) and `applied` every applied object."""
+    any method (1-based); `refuse`: {name: ClusterError} for a dry run of that object (an admission
+    refusal). `calls` records (method, kind, name) and `applied` every applied object."""
 
     def __init__(
         self,
@@ -49,6 +50,7 @@ class StateKube:
         self.fail_on = dict(fail_on or {})
         self.calls: list[tuple[str, str, str]] = []
         self.applied: list[dict[str, Any]] = []
+        self.refuse: dict[str, ClusterError] = {}  # dry_run of the object of that name raises this
         self.put(*(objects or []))
 
     def put(self, *objects: dict[str, Any]) -> None:
@@ -92,6 +94,12 @@ class StateKube:
             self.objects[key_of(obj)] = new
             out.append(copy.deepcopy(new))
         return out
+
+    def dry_run(self, obj: dict[str, Any]) -> None:
+        self._call("dry_run", obj["kind"], obj["metadata"]["name"])
+        error = self.refuse.get(obj["metadata"]["name"])
+        if error is not None:
+            raise error
 
 
 def application(

@@ -49,8 +49,23 @@ HELM: Final = (
 )
 HELM_BINARY_PATH: Final = "/usr/bin/helm"
 
+# The node image of `llm-platform cluster kind-test`: Kubernetes 1.35, the version lint validates against,
+# built by kind v0.33.0 (the kind CLI pinned in scripts/tools.lock). Source: the kind v0.33.0 release notes'
+# node image list, as pinned in many public kind setups (multi-arch index digest).
+KIND_NODE: Final = (
+    "docker.io/kindest/node:v1.35.8@sha256:07b2536e30b803ed61d1677a79df6115f798ce64c80f9e22f6ed45afd09323c0"
+)
+
+# k3s for `dagger call kind-test`: a Kubernetes 1.35 server as a privileged Dagger service (the approach of
+# Dagger's own e2e tests; a kind cluster needs a Docker daemon). Source: public k3d/k3s setups pinning the
+# k3d v5.9.0 default image (multi-arch index digest).
+K3S: Final = "docker.io/rancher/k3s:v1.35.5-k3s1@sha256:2074403abe1bded11ef3dde09d457e13be8e0b64c218b1c4f8269b4565cfbc65"
+
 # Debian packages installed on top of PYTHON (from the image's own bookworm sources): git for `bump`.
 TOOLBOX_APT_PACKAGES: Final = ("git", "ca-certificates")
 
+# Images a host command pulls, not the Dagger module (the kind CLI pulls the node image).
+HOST_ONLY: Final = (KIND_NODE,)
+
 # Every image above, for the pinning test and for anyone auditing what the pipeline pulls.
-ALL: Final = (PYTHON, UV, OPENTOFU, KUBECTL, HELM)
+ALL: Final = (PYTHON, UV, OPENTOFU, KUBECTL, HELM, KIND_NODE, K3S)

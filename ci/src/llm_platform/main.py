@@ -23,7 +23,8 @@ Design:
 - `deploy` runs, in order: tofu apply (+ typed outputs), `modelcar changed` (the specs whose lock is
   missing or records another spec hash), their publishes (concurrently; each result carries the
   Hugging Face commit its weights came from), lint, then one bump per published model in one
-  checkout. kind-test and the cluster steps (Argo CD bootstrap) belong to a later issue.
+  checkout; with `install`, the cluster steps run after lint. `kind-test` installs the tree on a k3s
+  service of its own (the one privileged function).
 - Functions with side effects (publish, tofu-apply, bump, deploy) and live reads (tofu-plan) are
   `cache="never"`, and their execs carry a cache buster so the layer cache cannot replay them.
 - Core modules are imported inside the functions that use them: importing this module stays fast
@@ -44,6 +45,7 @@ from llm_platform.dagger_module.containers import (
     changed_modelcars,
     git_container,
     install_container,
+    kind_test_container,
     lint_container,
     run_bumps,
     tofu_container,
@@ -162,6 +164,26 @@ class LlmPlatform:
         """Lint the Argo CD GitOps tree, every Helm chart rendered with the helm Argo CD uses; fails on any
         error finding, returns the report otherwise."""
         return await lint_container(gitops, charts_mirror).stdout()
+
+    @function(cache="never")  # type: ignore[call-overload]  # dagger-io 0.21.11 overloads omit `cache`
+    async def kind_test(
+        self,
+        gitops: Annotated[
+            dagger.Directory,
+            DefaultPath("/gitops"),
+            Ignore(SOURCE_IGNORE),
+            Doc("The GitOps tree to test, as it is in the checkout (uncommitted changes included)"),
+        ],
+        charts_mirror: Annotated[
+            dagger.Directory | None,
+            Doc("A directory of chart packages and their INDEX.json to render Argo CD's chart from"),
+        ] = None,
+        timeout: Annotated[str, Doc("How long to wait for every Application, e.g. 30m")] = "30m",
+    ) -> str:
+        """Install the tree on a throwaway k3s cluster (a privileged service of this run) exactly as
+        `cluster install --env kind` does, served to Argo CD from inside the cluster, and wait until every
+        Application is Synced and Healthy; returns the result JSON. The cluster goes with the run."""
+        return await kind_test_container(gitops, charts_mirror, timeout).stdout()
 
     @function(cache="never")  # type: ignore[call-overload]  # dagger-io 0.21.11 overloads omit `cache`
     async def bump(

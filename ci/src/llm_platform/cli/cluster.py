@@ -15,7 +15,7 @@ import typer
 from llm_platform.logs import get_logger
 
 if TYPE_CHECKING:
-    from llm_platform.cluster.kube import Kubectl
+    from llm_platform.cluster.kube import Kube, Kubectl
 
 log = get_logger("cluster")
 
@@ -114,7 +114,7 @@ Revision = Annotated[str, typer.Option("--revision", help="The git revision Argo
 Timeout = Annotated[str, typer.Option("--timeout", help="How long --wait waits, e.g. 30m, 90s.")]
 
 
-def _follow(kube: Kubectl, timeout: str) -> Any:
+def _follow(kube: Kube, timeout: str) -> Any:
     """`root --wait`: a live table on a TTY, plain progress lines otherwise; the final overview."""
     from llm_platform.cluster.root import parse_duration, wait
     from llm_platform.cluster.status import Overview, progress_lines, table
@@ -234,32 +234,100 @@ def install(
 ) -> None:
     """`configure --check`, bootstrap, repo-credential, secrets, root --wait, in order; a JSON line per
     step. A second run reports that nothing changed."""
-    from llm_platform.cluster.bootstrap import bootstrap_plan, run_bootstrap
-    from llm_platform.cluster.repo_credential import apply_credential, credential
-    from llm_platform.cluster.root import apply_root, root_application
-    from llm_platform.cluster.secrets import run_secrets
+    from llm_platform.cluster.install import InstallOptions, run_install
     from llm_platform.configure.identity import origin_url
-    from llm_platform.configure.service import PlaceholdersLeftError, check_line
-    from llm_platform.configure.service import check as check_tree
 
-    left = check_tree(root, env)
-    if left.placeholders:
-        for placeholder in left.placeholders:
-            log.error("%s", check_line(placeholder))
-        raise PlaceholdersLeftError(
-            f"install: {len(left.placeholders)} placeholder(s) left for environment {env}: run llm-platform configure"
-        )
-    url = repo_url or origin_url(root)
-    kube = _kube(kubeconfig, context)
-    steps: list[Any] = [run_bootstrap(kube, bootstrap_plan(root, charts_mirror), 600)]
-    if not public_repo:
-        steps.append(apply_credential(kube, credential(url, ssh_key_file=ssh_key_file)))
-    steps.append(run_secrets(root, env, (), from_file or []))
-    result = apply_root(kube, root_application(root, env, url, revision))
-    view = _follow(kube, timeout)
-    steps.append(result)
-    for step in steps:
+    options = InstallOptions(
+        env=env,
+        repo_url=repo_url or origin_url(root),
+        revision=revision,
+        public_repo=public_repo,
+        ssh_key_file=ssh_key_file,
+        from_file=from_file or [],
+        charts_mirror=charts_mirror,
+    )
+    installed = run_install(
+        _kube(kubeconfig, context), root, options, lambda kube: _follow_or_fail(kube, timeout)
+    )
+    for step in installed.steps:
         _result(step)
+
+
+def _follow_or_fail(kube: Kube, timeout: str) -> Any:
+    """`_follow`, and on timeout the last table and what failed on stderr before the error."""
+    from llm_platform.cluster.root import WaitTimeout
     from llm_platform.cluster.status import table
 
+    try:
+        view = _follow(kube, timeout)
+    except WaitTimeout as exc:
+        sys.stderr.write(table(exc.overview) + "\n" + "\n".join(exc.failures) + "\n")
+        raise
     sys.stderr.write(table(view) + "\n")
+    return view
+
+
+@app.command("kind-test")
+def kind_test(
+    name: Annotated[str, typer.Option("--name", help="The kind cluster's name.")] = "llm-platform-kind-test",
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the cluster running at the end.")] = False,
+    reuse: Annotated[
+        bool,
+        typer.Option("--reuse", help="Test on the kind cluster of that name if it exists (after --keep)."),
+    ] = False,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubeconfig",
+            help="Test on this throwaway cluster instead of making a kind cluster (it is not deleted).",
+        ),
+    ] = None,
+    timeout: Timeout = "30m",
+    dry_run: DryRun = False,
+    root: Root = Path("."),
+    charts_mirror: ChartsMirror = None,
+) -> None:
+    """Install the CURRENT checkout (its gitops/ as it is now, served to Argo CD by a git server inside the
+    cluster) on a throwaway kind cluster with `install --env kind`, wait until every Application is Synced and
+    Healthy, dry-run the GPU environment's GPU objects on the API server, then delete the cluster (unless
+    --keep). Needs kind and Docker or Podman; --kubeconfig takes a cluster you made instead."""
+    from llm_platform.cluster.kind import GivenCluster, KindCluster, Throwaway, check_name, cluster_config
+    from llm_platform.cluster.kind_test import plan, run_kind_test, work_directory
+    from llm_platform.cluster.kube import Kubectl, Target
+
+    with work_directory() as work:
+        the_plan = plan(root, Path(work), charts_mirror)
+        snapshot = the_plan.snapshot
+        log.info(
+            "kind-test: serving %s/ of %s%s as commit %s (%d byte bundle)",
+            "gitops",
+            snapshot.source_head or "a tree without git",
+            " with uncommitted changes" if snapshot.source_dirty else "",
+            snapshot.commit[:12],
+            snapshot.bundle_bytes,
+        )
+        if dry_run:
+            import yaml
+
+            sys.stderr.write("# kind cluster config\n" + yaml.safe_dump(cluster_config(), sort_keys=False))
+            sys.stderr.write(
+                f"# then a server-side dry run of {len(the_plan.gpu)} GPU object(s): "
+                + ", ".join(o["metadata"]["name"] for o in the_plan.gpu)
+                + "\n"
+            )
+            _print_objects(the_plan.objects())
+            return
+        cluster: Throwaway = (
+            GivenCluster(kubeconfig)
+            if kubeconfig is not None
+            else KindCluster(check_name(name), Path(work) / "kubeconfig", reuse=reuse)
+        )
+        result = run_kind_test(
+            cluster,
+            lambda path: Kubectl(Target(kubeconfig=path)),
+            the_plan,
+            lambda kube: _follow_or_fail(kube, timeout),
+            keep=keep or kubeconfig is not None,
+            charts_mirror=charts_mirror,
+        )
+    _result(result)

@@ -50,6 +50,11 @@ class Kube(Protocol):
         managers only where we own the field already; returns the objects as the server has them."""
         ...
 
+    def dry_run(self, obj: dict[str, Any]) -> None:
+        """Server-side dry run of applying `obj`: admission (schemas, defaults, webhooks) without persisting;
+        ClusterError with the server's reason when the server would refuse it."""
+        ...
+
 
 @dataclass(frozen=True)
 class Target:
@@ -163,6 +168,12 @@ class Kubectl:
         data = json.loads(out or "{}")
         items = data.get("items") if data.get("kind") == "List" else [data]
         return [i for i in items or [] if isinstance(i, dict)]
+
+    def dry_run(self, obj: dict[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        args = ["apply", "--server-side", "--dry-run=server", f"--field-manager={FIELD_MANAGER}", "-f", "-"]
+        what = f"server-side dry run of {obj.get('kind')} {meta.get('namespace') or '-'}/{meta.get('name')}"
+        self._run(args, what, stdin=json.dumps(obj).encode())
 
 
 def _resource(api_version: str, kind: str) -> str:

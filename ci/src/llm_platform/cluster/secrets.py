@@ -387,14 +387,14 @@ def _directory_objects(directory: Path, recurse: bool, repo_root: Path) -> list[
     return out
 
 
-def _sources(app: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def sources_of(app: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     spec = app.get("spec") or {}
     if isinstance(spec.get("sources"), list):
         return [s for s in spec["sources"] if isinstance(s, dict)]
     return [spec["source"]] if isinstance(spec.get("source"), dict) else []
 
 
-def _is_application(obj: Mapping[str, Any]) -> bool:
+def is_application(obj: Mapping[str, Any]) -> bool:
     return obj.get("kind") == "Application" and str(obj.get("apiVersion", "")).startswith("argoproj.io/")
 
 
@@ -423,11 +423,13 @@ def environment_objects(repo_root: Path, env: str) -> list[dict[str, Any]]:
         for o in _yaml_objects(
             read_bytes(root_file, MANIFEST_LIMITS, source=display), display, MANIFEST_LIMITS
         )
-        if _is_application(o)
+        if is_application(o)
     ]
     if not roots:
         raise InputError(f"{display}: no Argo CD Application in it")
-    ours = {normalise_repo_url(str(s.get("repoURL", ""))) for o in roots for s in _sources(o) if "path" in s}
+    ours = {
+        normalise_repo_url(str(s.get("repoURL", ""))) for o in roots for s in sources_of(o) if "path" in s
+    }
     lint_config = repo_root / "gitops" / "lint.yaml"
     options = load_config(lint_config).kustomize_build_options if lint_config.is_file() else []
     renderer = Renderer(options)
@@ -439,7 +441,7 @@ def environment_objects(repo_root: Path, env: str) -> list[dict[str, Any]]:
             level, pending = pending, []
             jobs: list[tuple[Mapping[str, Any], Path, Mapping[str, Any]]] = []
             for app in level:
-                for source in _sources(app):
+                for source in sources_of(app):
                     if normalise_repo_url(str(source.get("repoURL", ""))) not in ours or "path" not in source:
                         continue
                     directory = real_path(repo_root / str(source["path"]))
@@ -467,7 +469,7 @@ def environment_objects(repo_root: Path, env: str) -> list[dict[str, Any]]:
                 for doc in docs:
                     doc = _with_namespace(doc, namespace)
                     objects.append(doc)
-                    if _is_application(doc):
+                    if is_application(doc):
                         pending.append(doc)
     finally:
         renderer.close()

@@ -84,3 +84,19 @@ def cluster_install_argv(env: str, kubeconfig: str, root: str) -> list[str]:
     """`llm-platform cluster install`: configure --check, Argo CD, the repository credential ($GIT_TOKEN),
     the secret values ($GOOGLE_OAUTH_ACCESS_TOKEN), the root, followed until Synced and Healthy."""
     return ["llm-platform", "cluster", "install", "--env", env, "--kubeconfig", kubeconfig, "--root", root]
+
+
+def kind_test_argv(kubeconfig: str, root: str, timeout: str) -> list[str]:
+    """`llm-platform cluster kind-test` on a throwaway cluster made by the caller (the k3s service): the
+    checkout's gitops/ served from inside it, `install --env kind`, the GPU objects dry-run."""
+    return [
+        "llm-platform",
+        "cluster",
+        "kind-test",
+        "--kubeconfig",
+        kubeconfig,
+        "--root",
+        root,
+        "--timeout",
+        timeout,
+    ]

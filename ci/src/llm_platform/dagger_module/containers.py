@@ -21,6 +21,7 @@ from llm_platform.dagger_module.commands import (
     bump_argv,
     cluster_install_argv,
     crds_sync_argv,
+    kind_test_argv,
     lint_argv,
     modelcar_changed_argv,
     tofu_argv,
@@ -198,6 +199,74 @@ def install_container(
     return ctr.with_env_variable(CACHE_BUSTER_ENV, cache_buster()).with_exec(
         cluster_install_argv("gke", KUBECONFIG, f"{WORK}/repo")
     )
+
+
+# k3s in a container under the engine: cgroup v2 needs the nesting fix of moby's hack/dind (move the
+# container's processes to a child group, then hand every controller down), or k3s fails with "cannot enter
+# cgroupv2" (dagger#6364).
+K3S_ENTRYPOINT = """#!/bin/sh
+set -e
+if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  mkdir -p /sys/fs/cgroup/init
+  xargs -rn1 < /sys/fs/cgroup/cgroup.procs > /sys/fs/cgroup/init/cgroup.procs || :
+  sed -e 's/ / +/g' -e 's/^/+/' < /sys/fs/cgroup/cgroup.controllers > /sys/fs/cgroup/cgroup.subtree_control
+fi
+exec "$@"
+"""
+K3S_ALIAS = "k3s"
+K3S_CONFIG = "/etc/rancher/k3s"
+
+
+def k3s_service(config: dagger.CacheVolume) -> dagger.Service:
+    """A fresh single-node k3s (the pinned image) as a privileged service; it writes its kubeconfig into
+    `config`. Traefik and metrics-server are off: the platform brings its own gateway and metrics."""
+    server = (
+        "k3s server --bind-address $(ip route | grep src | awk '{print $NF}') "
+        f"--tls-san {K3S_ALIAS} --disable traefik --disable metrics-server --egress-selector-mode=disabled"
+    )
+    return (
+        dag.container()
+        .from_(images.K3S)
+        .with_new_file("/usr/local/bin/entrypoint.sh", K3S_ENTRYPOINT, permissions=0o755)
+        .with_entrypoint(["/usr/local/bin/entrypoint.sh"])
+        .with_mounted_cache(K3S_CONFIG, config)
+        .with_mounted_temp("/etc/lib/cni")
+        .with_mounted_temp("/var/lib/kubelet")
+        .with_mounted_temp("/var/lib/rancher/k3s")
+        .with_mounted_temp("/var/log")
+        .with_exposed_port(6443)
+        .as_service(args=["sh", "-c", server], use_entrypoint=True, insecure_root_capabilities=True)
+    )
+
+
+def kind_test_container(
+    gitops: dagger.Directory, charts_mirror: dagger.Directory | None, timeout: str
+) -> dagger.Container:
+    """`cluster kind-test --kubeconfig` against a k3s service made for this run alone (its config volume is
+    new each run, so no kubeconfig of an earlier server is read), once its node is Ready."""
+    buster = cache_buster()
+    config = dag.cache_volume(f"llm-platform-k3s-config-{buster}")
+    kubeconfig = f"{WORK}/k3s.yaml"
+    ctr = (
+        with_helm(toolbox())
+        .with_directory(f"{WORK}/repo/gitops", gitops)
+        .with_mounted_cache("/k3s", config)
+        .with_service_binding(K3S_ALIAS, k3s_service(config))
+        .with_env_variable(CACHE_BUSTER_ENV, buster)
+    )
+    if charts_mirror is not None:
+        from llm_platform.lint.charts_lock import CHARTS_MIRROR_ENV
+
+        ctr = ctr.with_directory(CHARTS_MIRROR, charts_mirror).with_env_variable(
+            CHARTS_MIRROR_ENV, CHARTS_MIRROR
+        )
+    ready = (
+        "i=0; until [ -s /k3s/k3s.yaml ]; do i=$((i+1)); [ $i -lt 180 ] || exit 1; sleep 1; done; "
+        f"sed 's#https://127.0.0.1:6443#https://{K3S_ALIAS}:6443#' /k3s/k3s.yaml > {kubeconfig}; "
+        f"i=0; until kubectl --kubeconfig {kubeconfig} wait --for=condition=Ready nodes --all --timeout=10s; "
+        "do i=$((i+1)); [ $i -lt 30 ] || exit 1; sleep 2; done"
+    )
+    return ctr.with_exec(["sh", "-c", ready]).with_exec(kind_test_argv(kubeconfig, f"{WORK}/repo", timeout))
 
 
 def git_container(repo: dagger.Directory, git_token: dagger.Secret | None) -> dagger.Container:
