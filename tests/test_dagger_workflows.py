@@ -117,6 +117,22 @@ def test_pull_requests_run_the_tests_and_dagger_call_lint(repo_root: Path) -> No
     assert all(param.is_optional for param in _api_parameters("lint").values())
 
 
+def test_pull_requests_run_the_kind_test_with_the_pinned_kind(repo_root: Path) -> None:
+    document = _load(repo_root, "pull-request.yml")
+    steps = document["jobs"]["kind-test"]["steps"]
+    runs = "\n".join(step.get("run", "") for step in steps)
+    lock = dict(
+        line.split("=", 1)
+        for line in (repo_root / "scripts/tools.lock").read_text().splitlines()
+        if "=" in line and not line.startswith("#")
+    )
+    # The kind binary is the pinned release, checked against the lock's sha256 before it is installed.
+    assert "s/^KIND_VERSION=//p" in runs and "s/^KIND_LINUX_AMD64_SHA256=//p" in runs and lock["KIND_VERSION"]
+    assert runs.index("sha256sum -c") < runs.index("install -m 0755 kind")
+    assert "llm-platform configure --check --env kind" in runs
+    assert runs.rstrip().endswith("llm-platform cluster kind-test --timeout 40m")
+
+
 def test_merges_to_main_run_dagger_call_deploy_with_every_credential_as_a_secret(repo_root: Path) -> None:
     document = _load(repo_root, "deploy.yml")
     assert document["on"]["push"]["branches"] == ["main"]

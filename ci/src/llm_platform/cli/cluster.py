@@ -150,8 +150,7 @@ def root_step(
 ) -> None:
     """Apply the environment's root Application (with the repo URL and revision), then with --wait follow
     every Application until all are Synced and Healthy; on timeout print the failing ones and exit 1."""
-    from llm_platform.cluster.root import WaitTimeout, apply_root, root_application
-    from llm_platform.cluster.status import table
+    from llm_platform.cluster.root import apply_root, root_application
     from llm_platform.configure.identity import origin_url
 
     obj = root_application(root, env, repo_url or origin_url(root), revision)
@@ -161,12 +160,7 @@ def root_step(
     kube = _kube(kubeconfig, context)
     result = apply_root(kube, obj)
     if wait_flag:
-        try:
-            view = _follow(kube, timeout)
-        except WaitTimeout as exc:
-            sys.stderr.write(table(exc.overview) + "\n" + "\n".join(exc.failures) + "\n")
-            raise
-        sys.stderr.write(table(view) + "\n")
+        _follow_or_fail(kube, timeout)
     _result(result)
 
 
@@ -330,4 +324,6 @@ def kind_test(
             keep=keep or kubeconfig is not None,
             charts_mirror=charts_mirror,
         )
+    if keep and kubeconfig is None:
+        log.info("kind-test: the cluster is kept; reach it with: kind export kubeconfig --name %s", name)
     _result(result)
