@@ -41,6 +41,22 @@ ANNOTATION_HF_REPO = "io.llm-platform.modelcar.hf-repo"
 ANNOTATION_FILE_PATH = "io.llm-platform.modelcar.file.path"
 ANNOTATION_FILE_SHA256 = "io.llm-platform.modelcar.file.sha256"
 
+# -- attachments: signatures, attestations and the ModelPack view of a modelcar (llm_platform.signing) ----
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"  # the config of an artifact manifest: the 2 bytes `{}`
+COSIGN_SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+COSIGN_SIGNATURE_ARTIFACT = "application/vnd.dev.cosign.artifact.sig.v1+json"
+ANNOTATION_COSIGN_SIGNATURE = "dev.cosignproject.cosign/signature"
+SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+ANNOTATION_BUNDLE_CONTENT = "dev.sigstore.bundle.content"
+ANNOTATION_BUNDLE_PREDICATE_TYPE = "dev.sigstore.bundle.predicateType"
+IN_TOTO_PAYLOAD = "application/vnd.in-toto+json"
+MODELPACK_MANIFEST = "application/vnd.cncf.model.manifest.v1+json"
+MODELPACK_CONFIG = "application/vnd.cncf.model.config.v1+json"
+MODELPACK_WEIGHT = "application/vnd.cncf.model.weight.v1.tar"
+MODELPACK_WEIGHT_CONFIG = "application/vnd.cncf.model.weight.config.v1.tar"
+MODELPACK_DOC = "application/vnd.cncf.model.doc.v1.tar"
+ANNOTATION_MODELPACK_FILEPATH = "org.cncf.model.filepath"
+
 # -- patterns ---------------------------------------------------------------------------------------------
 SHA256_HEX_PATTERN = r"[0-9a-f]{64}"
 DIGEST_PATTERN = rf"sha256:{SHA256_HEX_PATTERN}"

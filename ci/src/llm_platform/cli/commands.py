@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from llm_platform import logs
-from llm_platform.cli import (  # noqa: F401 (publish registers itself)
+from llm_platform.cli import (  # noqa: F401 (publish, sign and verify register themselves)
     bump,
     charts,
     cluster,
@@ -18,6 +18,7 @@ from llm_platform.cli import (  # noqa: F401 (publish registers itself)
     lint,
     modelcar,
     modelcar_publish,
+    modelcar_sign,
     tofu,
 )
 from llm_platform.errors import (

@@ -22,7 +22,7 @@ from llm_platform.errors import RegistryError
 from llm_platform.http_client import httpx
 from llm_platform.logs import get_logger
 from llm_platform.network import GiveUp, NetworkBounds, RetryBudget, parse_retry_after
-from llm_platform.oci import MANIFEST_ACCEPT, digest_of, sha256_digest
+from llm_platform.oci import MANIFEST_ACCEPT, OCI_INDEX, digest_of, sha256_digest
 from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV
 from llm_platform.registry.auth import Credentials, RegistryAuth
 from llm_platform.registry.policy import RegistryPolicy, UploadMode, policy_for
@@ -609,6 +609,20 @@ class RegistryClient:
         return response.headers.get("docker-content-digest")
 
     def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
+        return self._put_manifest(repository, reference, body, media_type)[0]
+
+    def put_referrer_manifest(
+        self, repository: str, body: bytes, media_type: str, *, tag: str | None = None
+    ) -> tuple[str, bool]:
+        """PUT a manifest that names a `subject`, by `tag` or else its digest: (digest, True when the registry
+        says it indexed the subject itself). Without its `OCI-Subject` answer (distribution-spec v1.1) a client
+        must keep the referrers tag of the subject up to date instead."""
+        digest, response = self._put_manifest(repository, tag or sha256_digest(body), body, media_type)
+        return digest, bool(response.headers.get("oci-subject"))
+
+    def _put_manifest(
+        self, repository: str, reference: str, body: bytes, media_type: str
+    ) -> tuple[str, httpx.Response]:
         what = f"PUT manifest {repository}:{reference}"
         response = self._request(
             "PUT",
@@ -623,7 +637,20 @@ class RegistryClient:
         claimed = response.headers.get("docker-content-digest")
         if claimed and claimed != digest:
             raise RegistryError(f"{self.host}: {what}: registry stored {claimed}, expected {digest}")
-        return digest
+        return digest, response
+
+    def get_referrers(self, repository: str, digest: str) -> bytes | None:
+        """GET /v2/<name>/referrers/<digest>: the image index of the manifests whose `subject` is `digest`, or
+        None when the registry has no referrers API (404 or 405), where the referrers tag stands in for it."""
+        what = f"GET referrers of {repository}@{digest[:19]}"
+        response = self._request(
+            "GET", f"/v2/{repository}/referrers/{digest}", what=what, headers={"Accept": OCI_INDEX}
+        )
+        if response.status_code in (404, 405):
+            return None
+        if response.status_code != 200:
+            raise self._unexpected(what, response)
+        return response.content
 
     def list_tags(self, repository: str) -> list[str]:
         """Every tag (following `Link` pagination); [] when the repository does not exist yet."""
