@@ -422,7 +422,16 @@ def test_the_modelcar_chain_is_typed(mod: Module) -> None:
 
 def test_modelcar_state_is_serialisable_and_its_typed_init_matches_the_dataclass(repo_root: Path) -> None:
     fields = [f.name for f in dataclasses.fields(Modelcar)]
-    assert fields == ["name", "repository", "spec", "source_dir", "hf_token", "tools", "freshness"]
+    assert fields == [
+        "name",
+        "repository",
+        "spec",
+        "source_dir",
+        "hf_token",
+        "max_layers",
+        "tools",
+        "freshness",
+    ]
     # The TYPE_CHECKING __init__ (for mypy) must list exactly the dataclass fields.
     tree = ast.parse(
         (repo_root / "ci" / "src" / "llm_platform" / "dagger_module" / "modelcar.py").read_text()
@@ -453,6 +462,7 @@ def test_functions_run_offline_only_as_far_as_the_engine(
         "spec": "c3BlYw==",
         "source_dir": None,
         "hf_token": None,
+        "max_layers": None,
         "tools": "dG9vbHM=",
         "freshness": "",
     }
@@ -702,6 +712,9 @@ def test_publish_command_line_is_accepted_by_the_cli(tmp_path: Path) -> None:
     assert (
         params["source_dir"] == tmp_path and params["as_json"] is True and params["spec"] == Path("spec.yaml")
     )
+    assert params["max_layers"] is None
+    _, params = _parse(commands.modelcar_publish_argv("spec.yaml", "registry.example/m", max_layers=60))
+    assert params["max_layers"] == 60
 
 
 def test_changed_command_line_is_accepted_by_the_cli() -> None:
@@ -717,3 +730,6 @@ def test_build_command_line_is_accepted_by_the_cli(tmp_path: Path) -> None:
         and params["source_dir"] == tmp_path
         and params["as_json"] is True
     )
+    assert params["max_layers"] is None
+    _, params = _parse(commands.modelcar_build_argv("spec.yaml", str(tmp_path / "out"), max_layers=60))
+    assert params["max_layers"] == 60

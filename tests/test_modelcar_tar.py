@@ -29,13 +29,13 @@ CASES = [
 
 
 def _layer(path: str, data: bytes) -> bytes:
-    return b"".join(tar_layer.stream_layer(path, len(data), lambda: io.BytesIO(data)))
+    return b"".join(tar_layer.stream_layer([(path, len(data), lambda: io.BytesIO(data))]))
 
 
 @pytest.mark.parametrize(("path", "data"), CASES)
 def test_layer_has_the_precomputed_size_and_normalised_members(path: str, data: bytes) -> None:
     blob = _layer(path, data)
-    assert len(blob) == tar_layer.layer_size(path, len(data))
+    assert len(blob) == tar_layer.layer_size([(path, len(data))])
     assert len(blob) % 512 == 0 and blob.endswith(b"\0" * 1024)
     with tarfile.open(fileobj=io.BytesIO(blob)) as archive:
         members = archive.getmembers()
@@ -82,7 +82,7 @@ def test_sizes_of_8_gib_and_more_use_pax_and_base256() -> None:
         assert member is not None and member.size == size and member.pax_headers["size"] == str(size)
     # The USTAR size field itself carries the size in GNU base-256 (scanners that ignore PAX sizes).
     assert tarfile.nti(header[1024 + 124 : 1024 + 136]) == size
-    assert tar_layer.layer_size("huge.safetensors", size) == 3 * 512 + 512 + size + (-size % 512) + 1024
+    assert tar_layer.layer_size([("huge.safetensors", size)]) == 3 * 512 + 512 + size + (-size % 512) + 1024
 
 
 def test_layer_bytes_depend_only_on_path_and_content() -> None:
@@ -94,9 +94,9 @@ def test_layer_bytes_depend_only_on_path_and_content() -> None:
 
 def test_a_file_that_changed_size_is_an_error_not_a_truncated_layer() -> None:
     with pytest.raises(PlatformError, match="shorter than its recorded 10 bytes"):
-        b"".join(tar_layer.stream_layer("f", 10, lambda: io.BytesIO(b"12345")))
+        b"".join(tar_layer.stream_layer([("f", 10, lambda: io.BytesIO(b"12345"))]))
     with pytest.raises(PlatformError, match="longer than its recorded 3 bytes"):
-        b"".join(tar_layer.stream_layer("f", 3, lambda: io.BytesIO(b"12345")))
+        b"".join(tar_layer.stream_layer([("f", 3, lambda: io.BytesIO(b"12345"))]))
 
 
 @pytest.mark.parametrize(

@@ -156,7 +156,7 @@ def test_one_changed_file_uploads_only_its_layer(
     )
     # Only the changed file's layer and the new config moved; the registry committed exactly those two.
     assert sorted(log.committed_digests()) == sorted([new_layer["digest"], manifest["config"]["digest"]])
-    assert second.bytes_uploaded == layer_size(changed, files[changed]) + manifest["config"]["size"]
+    assert second.bytes_uploaded == layer_size([(changed, files[changed])]) + manifest["config"]["size"]
     assert second.layers_known_without_reading == (5 if use_cache else 0)  # with the cache: not even read
     assert second.blobs_present == 6  # base layer and five unchanged files
 

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from llm_platform.cli import main
 from llm_platform.modelcar.prepare import SourceOptions
 from llm_platform.modelcar.publish import PushOptions, publish_modelcar
+from llm_platform.oci import ANNOTATION_FILES
 from llm_platform.signing import SIGNING_KEY_ENV, SIGNING_KEY_PASSWORD_ENV
 from tests.support.images import BaseLayout, skopeo_copy
 from tests.support.publish_fixtures import AccessLog, GeneratedModel, generated_model
@@ -84,13 +85,19 @@ class Published:
         ]
 
 
-def publish(tmp_path: Path, registry: Registry, base: BaseLayout, name: str = "signed-model") -> Published:
+def publish(
+    tmp_path: Path,
+    registry: Registry,
+    base: BaseLayout,
+    name: str = "signed-model",
+    max_layers: int | None = None,
+) -> Published:
     files = {"model-00001-of-00002.safetensors": 700_000, "model-00002-of-00002.safetensors": 300_000}
     files |= {"config.json": 10, "tokenizer.json": 2000, "sub/vocab.txt": 500, "sub.txt": 30}
     model = generated_model(tmp_path / name, name, files)
     (model.source / "config.json").write_text(json.dumps(CONFIG_JSON))
     result = publish_modelcar(
-        SourceOptions(spec=model.spec, source_dir=model.source, base=base.ref),
+        SourceOptions(spec=model.spec, source_dir=model.source, base=base.ref, max_layers=max_layers),
         PushOptions(target=f"{registry.host}/modelcars/{name}"),
     )
     body = registry_get(registry, f"/v2/modelcars/{name}/manifests/{result.digest}")
@@ -434,16 +441,26 @@ def test_signature_has_the_format_cosign_and_containers_image_read(
     )
 
 
+@pytest.mark.parametrize("max_layers", [None, 4], ids=["a-layer-per-file", "files-sharing-layers"])
 def test_oms_bundle_verifies_with_model_signing_against_the_files_umoci_unpacks(
     tmp_path: Path,
     registry: Registry,
     busybox_layout: BaseLayout,
     capsys: pytest.CaptureFixture[str],
     password_env: None,
+    max_layers: int | None,
 ) -> None:
-    published = publish(tmp_path, registry, busybox_layout)
+    """Also above the layer budget, where the smallest files share layers: every file is attested."""
+    published = publish(tmp_path, registry, busybox_layout, f"oms-{max_layers or 'default'}", max_layers)
+    shared = [x for x in published.manifest["layers"] if ANNOTATION_FILES in (x.get("annotations") or {})]
+    if max_layers is not None:
+        assert len(published.manifest["layers"]) == max_layers and shared
+    else:
+        assert not shared
     keys = make_keys(tmp_path / "keys")
     result = sign(capsys, published, keys)
+    code, lines = verify(capsys, published, keys.public, "--spec", str(published.model.spec))
+    assert code == 0, lines
     oms = next(a for a in result["attachments"] if a["kind"] == "oms")
     bundle_manifest = json.loads(
         registry_get(registry, f"/v2/{published.repository}/manifests/{oms['digest']}")

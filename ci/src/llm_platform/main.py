@@ -112,9 +112,16 @@ class LlmPlatform:
         hf_token: Annotated[
             dagger.Secret | None, Doc("Hugging Face token for gated or private repos, e.g. env://HF_TOKEN")
         ] = None,
+        max_layers: Annotated[
+            int | None,
+            Doc(
+                "Most layers the image may have, the base image's included (default: the spec's "
+                "image.max_layers, else 127); above it the smallest model files share layers"
+            ),
+        ] = None,
     ) -> Modelcar:
         """A modelcar image from a spec (validated now, built lazily); chain `publish`, `layout` or `digest`."""
-        return await modelcar_from_spec(spec, source_dir, hf_token)
+        return await modelcar_from_spec(spec, source_dir, hf_token, max_layers)
 
     @function(cache="never")  # type: ignore[call-overload]  # dagger-io 0.21.11 overloads omit `cache`
     async def tofu_plan(

@@ -40,6 +40,9 @@ ANNOTATION_SPEC = "io.llm-platform.modelcar.spec"
 ANNOTATION_HF_REPO = "io.llm-platform.modelcar.hf-repo"
 ANNOTATION_FILE_PATH = "io.llm-platform.modelcar.file.path"
 ANNOTATION_FILE_SHA256 = "io.llm-platform.modelcar.file.sha256"
+# A layer holding several model files (above the layer budget): a JSON list of {"path", "sha256"}, one entry
+# per file in the order the layer holds them. A layer of one file carries the two keys above instead.
+ANNOTATION_FILES = "io.llm-platform.modelcar.files"
 
 # -- attachments: signatures, attestations and the ModelPack view of a modelcar (llm_platform.signing) ----
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"  # the config of an artifact manifest: the 2 bytes `{}`

@@ -35,6 +35,7 @@ def source_options(
     cache_dir: Path | None,
     no_cache: bool,
     timeout: float | None = None,
+    max_layers: int | None = None,
 ) -> SourceOptions:
     """The options `build` and `publish` share; the digest cache is on unless --no-cache."""
     from pydantic import SecretStr
@@ -50,6 +51,7 @@ def source_options(
         hf_token=SecretStr(hf_token) if hf_token else None,
         cache_dir=None if no_cache else cache_dir or default_cache_dir(),
         timeout=timeout,
+        max_layers=max_layers,
     )
 
 
@@ -78,6 +80,17 @@ TimeoutOption = Annotated[
     float | None,
     typer.Option("--timeout", min=0.1, metavar="SECONDS", help=TIMEOUT_HELP, show_default=False),
 ]
+MaxLayersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-layers",
+        metavar="N",
+        help="Most layers the image may have, the base image's included (default: the spec's image.max_layers, "
+        "else 127; container runtimes cap it at 128 or about 500). Above it the smallest model files share "
+        "layers.",
+        show_default=False,
+    ),
+]
 
 
 @app.command("build")
@@ -100,6 +113,7 @@ def build(
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not record digests.")] = False,
     timeout: TimeoutOption = None,
+    max_layers: MaxLayersOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the build result as JSON instead.")] = False,
 ) -> None:
     """Build the modelcar image of SPEC as an OCI layout; print its digest-pinned reference.
@@ -119,6 +133,7 @@ def build(
             cache_dir=cache_dir,
             no_cache=no_cache,
             timeout=timeout,
+            max_layers=max_layers,
         ),
         output=output,
     )

@@ -11,6 +11,7 @@ import typer
 from llm_platform.cli.modelcar import (
     BaseOption,
     HfTokenOption,
+    MaxLayersOption,
     PlatformOption,
     SourceDirOption,
     SpecArg,
@@ -85,6 +86,7 @@ def publish(
         int, typer.Option("--retries", min=0, help="Retries of a failed request or upload.")
     ] = 4,
     timeout: TimeoutOption = None,
+    max_layers: MaxLayersOption = None,
     hf_token: HfTokenOption = None,
     cache_dir: Annotated[
         Path | None,
@@ -127,6 +129,7 @@ def publish(
             cache_dir=cache_dir,
             no_cache=no_cache,
             timeout=timeout,
+            max_layers=max_layers,
         ),
         PushOptions(
             target=to,

@@ -15,7 +15,9 @@ GOOGLE_ACCESS_TOKEN_ENV = "GOOGLE_OAUTH_ACCESS_TOKEN"
 GIT_TOKEN_ENV = "GIT_TOKEN"
 
 
-def modelcar_build_argv(spec: str, output: str, source_dir: str | None = None) -> list[str]:
+def modelcar_build_argv(
+    spec: str, output: str, source_dir: str | None = None, max_layers: int | None = None
+) -> list[str]:
     """`llm-platform modelcar build`: spec -> OCI image layout; prints the build result as JSON.
 
     The Hugging Face token is read from $HF_TOKEN by the command.
@@ -23,11 +25,17 @@ def modelcar_build_argv(spec: str, output: str, source_dir: str | None = None) -
     argv = ["llm-platform", "modelcar", "build", spec, "--output", output, "--json"]
     if source_dir is not None:
         argv += ["--source-dir", source_dir]
+    if max_layers is not None:
+        argv += ["--max-layers", str(max_layers)]
     return argv
 
 
 def modelcar_publish_argv(
-    spec: str, address: str, source_dir: str | None = None, username: str | None = None
+    spec: str,
+    address: str,
+    source_dir: str | None = None,
+    username: str | None = None,
+    max_layers: int | None = None,
 ) -> list[str]:
     """`llm-platform modelcar publish`: spec -> registry (streamed, verified); prints the publish result as JSON.
 
@@ -38,6 +46,8 @@ def modelcar_publish_argv(
         argv += ["--source-dir", source_dir]
     if username:
         argv += ["--username", username]
+    if max_layers is not None:
+        argv += ["--max-layers", str(max_layers)]
     return argv
 
 

@@ -36,6 +36,7 @@ class Modelcar:
     spec: dagger.File
     source_dir: dagger.Directory | None
     hf_token: dagger.Secret | None
+    max_layers: int | None  # --max-layers of the build and the publish (None: the spec's, else 127)
     tools: dagger.Container
     # "" when the spec pins a commit (a build is then a pure function of its inputs and may come from
     # the layer cache); otherwise a value fixed when the object was made, so a branch is re-resolved.
@@ -52,6 +53,7 @@ class Modelcar:
             spec: dagger.File,
             source_dir: dagger.Directory | None,
             hf_token: dagger.Secret | None,
+            max_layers: int | None,
             tools: dagger.Container,
             freshness: str,
         ) -> None: ...
@@ -78,7 +80,7 @@ class Modelcar:
 
     def build_exec(self) -> dagger.Container:
         """The build exec: writes the layout and prints the build result (BuildResult JSON)."""
-        argv = modelcar_build_argv(self.spec_path(), self.layout_path(), self.source_path())
+        argv = modelcar_build_argv(self.spec_path(), self.layout_path(), self.source_path(), self.max_layers)
         return self.with_inputs().with_exec(argv)
 
     @function
@@ -109,7 +111,10 @@ class Modelcar:
 
 
 async def modelcar_from_spec(
-    spec: dagger.File, source_dir: dagger.Directory | None, hf_token: dagger.Secret | None
+    spec: dagger.File,
+    source_dir: dagger.Directory | None,
+    hf_token: dagger.Secret | None,
+    max_layers: int | None = None,
 ) -> Modelcar:
     from llm_platform.modelcar.spec import load_spec_text
 
@@ -122,6 +127,7 @@ async def modelcar_from_spec(
         spec=spec,
         source_dir=source_dir,
         hf_token=hf_token,
+        max_layers=max_layers,
         tools=toolbox(),
         freshness="" if parsed.huggingface.pins_commit else cache_buster(),
     )
@@ -138,7 +144,9 @@ async def publish_modelcar(
     ctr = car.with_inputs()
     if password is not None:
         ctr = ctr.with_secret_variable(REGISTRY_PASSWORD_ENV, password)
-    argv = modelcar_publish_argv(car.spec_path(), address or car.repository, car.source_path(), username)
+    argv = modelcar_publish_argv(
+        car.spec_path(), address or car.repository, car.source_path(), username, car.max_layers
+    )
     out = await ctr.with_env_variable(CACHE_BUSTER_ENV, cache_buster()).with_exec(argv).stdout()
     return PublishResult.model_validate_json(out)
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from llm_platform.cache_root import cache_root
 from llm_platform.documents import CACHE_LIMITS, DocumentError, load_json_file
 from llm_platform.logs import get_logger
 from llm_platform.modelcar import tar_layer
-from llm_platform.modelcar.image import ImagePlan
-from llm_platform.modelcar.source import ModelSource, file_identity
+from llm_platform.modelcar.image import ImagePlan, LayerMembers, layer_members
+from llm_platform.modelcar.source import ModelFile, ModelSource, file_identity
 from llm_platform.oci import atomic_write
 
 log = get_logger("modelcar.digest_cache")
@@ -31,8 +31,9 @@ class LayerDigestCache:
     """Facts learnt by reading files, so the next build or publish need not read them again.
 
     `files`: local file identity (device, inode, size, mtime, ctime, path) → content sha256; ctime changes on
-    every write, so an edited file never matches. `layers`: (path under /models, size, content sha256) →
-    layer digest, which is a pure function of those three (headers are fixed), whatever the file's origin.
+    every write, so an edited file never matches. `layers`: (path under /models, size, content sha256) of each
+    file of a layer → layer digest, which is a pure function of those (headers are fixed), whatever the
+    files' origin.
     """
 
     MAX_ENTRIES = 20_000
@@ -58,8 +59,11 @@ class LayerDigestCache:
         return file_identity(path)
 
     @staticmethod
-    def layer_key(model_path: str, size: int, sha256: str) -> str:
-        return f"{model_path}\0{size}\0{sha256}"
+    def layer_key(files: Sequence[ModelFile]) -> str:
+        """`path\0size\0sha256`, of each file of the layer, joined by newlines: a model path holds no control
+        character, so no two layers share a key. A layer of one file has the key it had before layers were
+        shared, so existing caches stay valid."""
+        return "\n".join(f"{f.path}\0{f.size}\0{f.known_sha256 or ''}" for f in files)
 
     def forget(self, local: Path | None, layer_key: str) -> None:
         """Drop what is recorded for a file (its identity, if local) and for its layer."""
@@ -105,21 +109,24 @@ def edited_since_seen(source: ModelSource, cache: LayerDigestCache) -> set[str]:
     return edited
 
 
-def known_digests(source: ModelSource, cache: LayerDigestCache) -> dict[tuple[str, str], tuple[str, int]]:
-    """Fill in content sha256s of unchanged local files; the `reuse` entries the cache knows."""
-    reuse: dict[tuple[str, str], tuple[str, int]] = {}
+def known_digests(
+    source: ModelSource, cache: LayerDigestCache, groups: Sequence[Sequence[ModelFile]]
+) -> dict[LayerMembers, tuple[str, int]]:
+    """Fill in content sha256s of unchanged local files; the `reuse` entries the cache knows for the layers of
+    `groups` (the files of each layer)."""
     for model_file in source.files:
         if model_file.known_sha256 is None and source.kind == "local":
             key = cache.file_key(Path(source.location) / model_file.path)
             if key and key in cache.files:
                 model_file.known_sha256 = cache.files[key]
-        if model_file.known_sha256 is not None:
-            digest = cache.layers.get(
-                cache.layer_key(model_file.path, model_file.size, model_file.known_sha256)
-            )
-            if digest:
-                size = tar_layer.layer_size(model_file.path, model_file.size)
-                reuse[(model_file.path, model_file.known_sha256)] = (digest, size)
+    reuse: dict[LayerMembers, tuple[str, int]] = {}
+    for files in groups:
+        members = layer_members(files)
+        if members is None:
+            continue
+        digest = cache.layers.get(cache.layer_key(files))
+        if digest:
+            reuse[members] = (digest, tar_layer.layer_size([(f.path, f.size) for f in files]))
     return reuse
 
 
@@ -138,25 +145,27 @@ def remember(
     *,
     stale: Collection[str] = (),
 ) -> None:
-    """Record what the run learnt; a local file whose identity changed while it was read is left out, and the
-    entries of `stale` files (their recorded digest proved wrong) are dropped."""
+    """Record what the run learnt; a local file whose identity changed while it was read is left out (and so is
+    the digest of its layer), and the entries of a layer with a `stale` file (its recorded digest proved wrong)
+    are dropped, with those of all its files."""
     for layer in plan.model_layers:
-        model_file = layer.model_file
-        if model_file.path in stale:
-            cache.forget(
-                Path(source.location) / model_file.path if source.kind == "local" else None,
-                cache.layer_key(model_file.path, model_file.size, model_file.known_sha256 or ""),
-            )
+        if any(f.path in stale for f in layer.files):
+            layer_key = cache.layer_key(layer.files)
+            for model_file in layer.files:
+                cache.forget(
+                    Path(source.location) / model_file.path if source.kind == "local" else None, layer_key
+                )
             continue
-        if not layer.known or model_file.known_sha256 is None:
+        if not layer.known:
             continue
-        if source.kind == "local":
+        unchanged = True
+        for model_file in layer.files if source.kind == "local" else ():
             local = Path(source.location) / model_file.path
             key = cache.file_key(local)
             if key is None or key != before.get(model_file.path):
+                unchanged = False
                 continue
-            cache.files[key] = model_file.known_sha256
+            cache.files[key] = model_file.sha256  # known (layer.known): nothing is read
             cache.paths[os.path.realpath(local)] = key
-        cache.layers[cache.layer_key(model_file.path, model_file.size, model_file.known_sha256)] = (
-            layer.digest
-        )
+        if unchanged:
+            cache.layers[cache.layer_key(layer.files)] = layer.digest

@@ -12,11 +12,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from llm_platform.errors import InputError, PlatformError
 from llm_platform.logs import get_logger
 from llm_platform.modelcar.blob import Blob, BytesBlob
+from llm_platform.modelcar.image import ImagePlan, ModelLayer
 from llm_platform.oci import (
     ANNOTATION_REF_NAME,
     OCI_INDEX,
@@ -25,9 +25,6 @@ from llm_platform.oci import (
     canonical_json,
     digest_of,
 )
-
-if TYPE_CHECKING:
-    from llm_platform.modelcar.image import ImagePlan
 
 log = get_logger("modelcar.layout")
 OCI_LAYOUT = {"imageLayoutVersion": OCI_LAYOUT_VERSION}
@@ -90,10 +87,9 @@ def write_layout(plan: ImagePlan, out_dir: Path | str, *, tag: str | None = None
         blobs.mkdir(parents=True)
         written: set[str] = set()
         for index, layer in enumerate(plan.layers, 1):
-            model_file = getattr(layer, "model_file", None)
-            title = model_file.path if model_file is not None else "base layer"
+            title = layer.label if isinstance(layer, ModelLayer) else "base layer"
             # Only base layers can repeat (e.g. empty layers); their digests are known without reading.
-            if model_file is None and layer.digest in written:
+            if not isinstance(layer, ModelLayer) and layer.digest in written:
                 continue
             log.info("layer %d/%d: %s (%d bytes)", index, len(plan.layers), title, layer.size)
             _write_blob(blobs, layer)

@@ -19,8 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from llm_platform.errors import InputError, RegistryError, StaleDigestError
 from llm_platform.logs import get_logger
-from llm_platform.modelcar import tar_layer
-from llm_platform.modelcar.image import ImagePlan, ModelLayer, reuse_from_manifest
+from llm_platform.modelcar.image import (
+    ImagePlan,
+    LayerMembers,
+    ModelLayer,
+    layer_members,
+    reuse_from_manifest,
+)
 from llm_platform.modelcar.prepare import PreparedModelcar, SourceOptions, prepare
 from llm_platform.modelcar.push import PushCounters, PushTarget, push_image, push_tags, verify_blobs
 from llm_platform.network import NetworkBounds
@@ -89,7 +94,7 @@ class PreviousImages:
     """Earlier images of the spec in the target repository: their layer reuse, and what each tag looked at
     resolves to."""
 
-    reuse: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+    reuse: dict[LayerMembers, tuple[str, int]] = field(default_factory=dict)
     found: list[str] = field(default_factory=list)  # TAG@DIGEST
     resolved: dict[str, str] = field(default_factory=dict)  # tag -> digest
 
@@ -214,10 +219,9 @@ def publish_modelcar(
         bounds=bounds,
     ) as client:
         # Refuse what the registry cannot take before a single byte moves.
-        for model_file in prepared.source.files:
-            client.check_layer_size(
-                tar_layer.layer_size(model_file.path, model_file.size), tar_layer.member_name(model_file.path)
-            )
+        for files in prepared.layer_groups:
+            model_layer = ModelLayer(files)
+            client.check_layer_size(model_layer.size, model_layer.label)
         for layer in prepared.base.layers:
             client.check_layer_size(layer.size, f"base layer {layer.digest}")
 
@@ -287,7 +291,9 @@ def _push(
 
     def stream_unknown(layer: ModelLayer) -> bool:
         return chunked and (
-            not previous.found or layer.model_file.known_sha256 is not None or layer.model_file.path in edited
+            not previous.found
+            or layer_members(layer.files) is not None
+            or any(f.path in edited for f in layer.files)
         )
 
     push_target = PushTarget(

@@ -63,13 +63,12 @@ class _KnownDigestLayer:
         self.media_type = layer.media_type
 
     def open(self) -> Iterator[bytes]:
-        model_file = self.layer.model_file
-        return tar_layer.stream_layer(model_file.path, model_file.size, model_file.opener)
+        return tar_layer.stream_layer([(f.path, f.size, f.opener) for f in self.layer.files])
 
 
 def blob_label(blob: Blob) -> str:
     if isinstance(blob, ModelLayer):
-        return tar_layer.member_name(blob.model_file.path)
+        return blob.label
     if blob.media_type == OCI_CONFIG:
         return "image config"
     return f"base layer {blob.digest[7:19]}"
@@ -109,7 +108,7 @@ def ensure_blob(target: PushTarget, blob: Blob, counters: PushCounters) -> None:
         raise StaleDigestError(
             f"{exc}; {label} no longer matches the digest recorded for it (the file changed after the digest "
             f"cache or the previous image recorded it). That record is dropped: run the publish again",
-            path=blob.model_file.path,
+            path=blob.files[0].path,  # names the layer: no other layer holds this file
             cause=exc,
         ) from None
     counters.add("uploaded")

@@ -19,7 +19,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node
 
-from llm_platform.documents import CONFIG_LIMITS, DocumentError, cut, load_yaml, locate, read_text
+from llm_platform.documents import (
+    CONFIG_LIMITS,
+    DocumentError,
+    cut,
+    load_yaml,
+    load_yaml_file,
+    locate,
+    read_text,
+)
 from llm_platform.errors import InputError
 from llm_platform.oci import DIGEST_RE, GIT_COMMIT_RE
 from llm_platform.registry.reference import parse_reference
@@ -179,6 +187,13 @@ class ImageTarget(_Strict):
         "modelcar uid (uidModelcar 1010), so a pod with runAsNonRoot and no runAsUser runs it, as the same "
         "uid as the serving container.",
     )
+    max_layers: int | None = Field(
+        default=None,
+        ge=2,
+        description="Most layers the image may have, the base image's included (default 127: Docker and older "
+        "containers/storage run at most 128, newer containers/storage about 500). Above it the smallest model "
+        "files share layers; it must leave the model files at least one layer. `--max-layers` overrides it.",
+    )
 
 
 class Serving(_Strict):
@@ -220,10 +235,22 @@ def spec_json_schema() -> dict[str, Any]:
 
 def spec_sha256(spec: ModelcarSpec) -> str:
     """sha256 of the canonical JSON of the validated spec: comments and formatting don't change it."""
+    # Unset optional fields (None) are left out, so adding one keeps the hash of every spec that does not
+    # set it, and with it their locks.
     canonical = json.dumps(
-        spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        spec.model_dump(mode="json", exclude_none=True),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def spec_field_line(path: Path, loc: tuple[str, ...]) -> int:
+    """1-based line of the field `loc` in the spec file `path` (which loaded), for a problem with its value
+    that only a later step can see (say, against the base image)."""
+    doc = load_yaml_file(path, CONFIG_LIMITS)
+    return locate(doc.node, loc)[0] if doc is not None else 1
 
 
 def _line_of(document: Node, loc: tuple[int | str, ...]) -> int:

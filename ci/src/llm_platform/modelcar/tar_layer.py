@@ -1,15 +1,17 @@
-"""One deterministic, uncompressed tar layer per model file, streamed and sized before it is read.
+"""Deterministic, uncompressed tar layers of model files (one file each, or several above the layer
+budget), streamed and sized before they are read.
 
 Headers are fixed (mtime 0, uid/gid 0, empty user/group names, 0644 files, 0755 dirs) and the
-entries sorted (parent directories, then the file), so a layer depends only on the path and the
-bytes. USTAR headers; a PAX record only where USTAR cannot say it (long or non-ASCII names,
-sizes of 8 GiB and more). Everything about the layer except the file bytes is known up front,
-so its exact size is computed without reading the file.
+entries ordered (files by path, each after the headers of its parent directories that the layer does
+not hold yet), so a layer depends only on the paths and the bytes; a layer of one file is the same
+whether or not other layers share. USTAR headers; a PAX record only where USTAR cannot say it (long or
+non-ASCII names, sizes of 8 GiB and more). Everything about the layer except the file bytes is known up
+front, so its exact size is computed without reading the files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO
 
 from llm_platform.errors import PlatformError
@@ -81,10 +83,15 @@ def member_name(path: str) -> str:
     return f"{MODELS_ROOT}/{path}"
 
 
-def layer_prefix(path: str, size: int) -> bytes:
-    """Headers of the parent directories and of the file itself: everything before the file bytes."""
+def _file_headers(path: str, size: int, held: set[str]) -> bytes:
+    """Headers of the file's parent directories not in `held` yet (added to it), then of the file itself."""
     parts = member_name(path).split("/")
-    headers = [_header("/".join(parts[: i + 1]) + "/", directory=True) for i in range(len(parts) - 1)]
+    headers = []
+    for depth in range(1, len(parts)):
+        directory = "/".join(parts[:depth]) + "/"
+        if directory not in held:
+            held.add(directory)
+            headers.append(_header(directory, directory=True))
     headers.append(_header(member_name(path), size=size))
     return b"".join(headers)
 
@@ -93,33 +100,36 @@ def padding(size: int) -> bytes:
     return b"\0" * (-size % BLOCK)
 
 
-def layer_size(path: str, size: int) -> int:
-    return len(layer_prefix(path, size)) + size + len(padding(size)) + len(TRAILER)
+def layer_size(files: Sequence[tuple[str, int]]) -> int:
+    """Exact size of the layer of `files` ((path, size), sorted by path) before a byte of them is read."""
+    held: set[str] = set()
+    return sum(
+        len(_file_headers(path, size, held)) + size + len(padding(size)) for path, size in files
+    ) + len(TRAILER)
 
 
-def stream_layer(
-    path: str,
-    size: int,
-    open_source: Callable[[], BinaryIO],
-) -> Iterator[bytes]:
-    """Yield the layer's bytes in chunks of at most 1 MiB.
+def stream_layer(files: Sequence[tuple[str, int, Callable[[], BinaryIO]]]) -> Iterator[bytes]:
+    """Yield the bytes of the layer of `files` ((path, size, opener), sorted by path) in chunks of at most 1 MiB.
 
-    The file must still have the size the header announces: a file that grew or shrank since it was
+    Each file must still have the size its header announces: a file that grew or shrank since it was
     listed would give a corrupt layer, so that is an error, not a silent truncation.
     """
-    yield layer_prefix(path, size)
-    remaining = size
-    with open_source() as source:
-        while remaining:
-            chunk = source.read(min(CHUNK, remaining))
-            if not chunk:
+    held: set[str] = set()
+    for path, size, open_source in files:
+        yield _file_headers(path, size, held)
+        remaining = size
+        with open_source() as source:
+            while remaining:
+                chunk = source.read(min(CHUNK, remaining))
+                if not chunk:
+                    raise PlatformError(
+                        f"{path}: file is shorter than its recorded {size} bytes (changed during the build?)"
+                    )
+                remaining -= len(chunk)
+                yield chunk
+            if source.read(1):
                 raise PlatformError(
-                    f"{path}: file is shorter than its recorded {size} bytes (changed during the build?)"
+                    f"{path}: file is longer than its recorded {size} bytes (changed during the build?)"
                 )
-            remaining -= len(chunk)
-            yield chunk
-        if source.read(1):
-            raise PlatformError(
-                f"{path}: file is longer than its recorded {size} bytes (changed during the build?)"
-            )
-    yield padding(size) + TRAILER
+        yield padding(size)
+    yield TRAILER

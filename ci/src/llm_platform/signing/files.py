@@ -1,8 +1,9 @@
 """The model files an image carries, read from its manifest's layer annotations (path and sha256 per file):
 what the OMS bundle, the provenance and the ModelPack manifest are built from, without reading a weight byte.
 
-One reading, `files_of_layer`: today a model layer carries one file (`io.llm-platform.modelcar.file.path` and
-`.file.sha256`); a layer that groups several files adds its own annotation, read in that same function.
+One reading, `files_of_layer`, over publish's own (`modelcar.image.declared_members`): a layer of one file carries
+`io.llm-platform.modelcar.file.path` and `.file.sha256`; a layer shared by several files (above the layer
+budget) lists them in `io.llm-platform.modelcar.files`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from llm_platform.errors import PlatformError
-from llm_platform.oci import ANNOTATION_FILE_PATH, ANNOTATION_FILE_SHA256, SHA256_HEX_RE
+from llm_platform.modelcar.image import declared_members
+from llm_platform.oci import ANNOTATION_FILE_PATH, ANNOTATION_FILE_SHA256, ANNOTATION_FILES, SHA256_HEX_RE
 
 
 @dataclass(frozen=True)
@@ -32,28 +34,29 @@ class LayerFile:
 
 
 _OUR_PREFIX = "io.llm-platform.modelcar."
-_KNOWN = {ANNOTATION_FILE_PATH, ANNOTATION_FILE_SHA256}
+_KNOWN = {ANNOTATION_FILE_PATH, ANNOTATION_FILE_SHA256, ANNOTATION_FILES}
 
 
 def files_of_layer(layer: Mapping[str, Any]) -> list[LayerFile]:
-    """The files one layer descriptor declares; [] for a layer without file annotations (the base image's).
+    """The files one layer descriptor declares (one, or every file of a layer shared above the layer budget);
+    [] for a layer without file annotations (the base image's).
 
-    A layer annotation of ours that this reading does not know (a newer way to declare files) is an error, not
-    a layer without files: an attestation silently missing files would still verify against itself."""
+    A layer annotation of ours that this reading does not know (a newer way to declare files), or one it
+    cannot read, is an error, not a layer without files: an attestation silently missing files would still
+    verify against itself."""
     notes = layer.get("annotations") or {}
+    digest = str(layer.get("digest", "?"))
     unknown = sorted(k for k in notes if k.startswith(_OUR_PREFIX) and k not in _KNOWN)
     if unknown:
-        raise PlatformError(
-            f"layer {layer.get('digest', '?')}: declares files by {unknown[0]}, which signing cannot read yet"
-        )
-    if ANNOTATION_FILE_PATH not in notes:
+        raise PlatformError(f"layer {digest}: declares files by {unknown[0]}, which signing cannot read yet")
+    if ANNOTATION_FILE_PATH not in notes and ANNOTATION_FILES not in notes:
         return []
-    path, sha256 = notes[ANNOTATION_FILE_PATH], notes.get(ANNOTATION_FILE_SHA256, "")
-    digest = layer.get("digest", "?")
-    if not SHA256_HEX_RE.match(str(sha256)):
-        raise PlatformError(f"layer {digest}: {ANNOTATION_FILE_SHA256} is not a sha256 hex digest")
+    members = declared_members(notes)
+    if members is None or not all(SHA256_HEX_RE.match(sha256) for _, sha256 in members):
+        raise PlatformError(f"layer {digest}: its file annotations do not list paths with sha256 hex digests")
+    size = int(layer["size"])
     return [
-        LayerFile(path=str(path), sha256=str(sha256), layer_digest=str(digest), layer_size=int(layer["size"]))
+        LayerFile(path=path, sha256=sha256, layer_digest=digest, layer_size=size) for path, sha256 in members
     ]
 
 
