@@ -297,15 +297,18 @@ def test_secrets_reach_containers_only_as_environment_variables(repo_root: Path)
         "GOOGLE_CREDENTIALS_ENV",
         "GOOGLE_ACCESS_TOKEN_ENV",
         "GIT_TOKEN_ENV",
+        "SIGNING_KEY_ENV",
+        "SIGNING_KEY_PASSWORD_ENV",
     }
 
 
 def test_secret_variable_names_are_the_ones_the_core_reads() -> None:
     from llm_platform.bump.git import TOKEN_ENV
-    from llm_platform.registry.auth import PASSWORD_ENV
+    from llm_platform.registry.auth import PASSWORD_ENV, USERNAME_ENV
     from llm_platform.tofu.options import SECRET_BACKEND_KEYS
 
     assert commands.REGISTRY_PASSWORD_ENV == PASSWORD_ENV
+    assert commands.REGISTRY_USERNAME_ENV == USERNAME_ENV
     assert commands.GIT_TOKEN_ENV == TOKEN_ENV
     assert commands.HF_TOKEN_ENV == "HF_TOKEN"  # huggingface_hub's own variable, also the core's default
     assert "credentials" in SECRET_BACKEND_KEYS  # the core refuses it as a flag: the environment it is

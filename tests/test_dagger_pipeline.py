@@ -310,7 +310,10 @@ def test_deploy_runs_the_pipeline_in_order_with_secrets_only_in_the_environment(
         argv[argv.index("--hf-commit") + 1] == COMMIT and argv[-2:] == ["--push", "origin"]
         for argv in bump_execs
     )
-    assert _secret_env(bumps[-1]) == {"GIT_TOKEN": "GIT"} and _busted(bumps[-1])
+    # The registry credentials too: the bump verifies each image when the repository names a key.
+    assert _secret_env(bumps[-1]) == {"GIT_TOKEN": "GIT", "LLM_PLATFORM_REGISTRY_PASSWORD": "REGISTRY"}
+    assert ("with_env_variable", ("LLM_PLATFORM_REGISTRY_USERNAME", "oauth2accesstoken"), {}) in bumps[-1]
+    assert _busted(bumps[-1])
     assert kinds.index(["llm-platform", "bump", "--model"]) > kinds.index(["llm-platform", "lint", "gitops"])
 
     assert summary["env"] == "dev" and summary["tofu_outputs"] == OUTPUTS.model_dump(mode="json")
@@ -319,6 +322,41 @@ def test_deploy_runs_the_pipeline_in_order_with_secrets_only_in_the_environment(
     assert summary["bump_commits"] == [f"{'e' * 39}{len(argv) % 10}" for argv in bump_execs]
     assert summary["pushed"] is True
     assert summary["lint"] == "lint: clean"
+
+
+def test_deploy_with_a_signing_key_signs_every_publish_through_the_environment_only(
+    recorder: Recorder, repo_root: Path
+) -> None:
+    key, password = Secret("SIGNING"), Secret("SIGNING_PASSWORD")
+    anyio.run(
+        lambda: LlmPlatform().deploy(
+            "dev",
+            HostDirectory(repo_root),
+            project_id="my-project",
+            access_token=Secret("ACCESS"),
+            registry_username="oauth2accesstoken",
+            registry_password=Secret("REGISTRY"),
+            signing_key=key,
+            signing_key_password=password,
+        )
+    )
+    publishes = [
+        c for c in recorder.evaluated if _execs(c)[-1][:3] == ["llm-platform", "modelcar", "publish"]
+    ]
+    assert publishes
+    for chain in publishes:
+        _assert_secrets_only_in_env(chain)
+        env = _secret_env(chain)
+        assert env["LLM_PLATFORM_SIGNING_KEY"] == "SIGNING"
+        assert env["LLM_PLATFORM_SIGNING_KEY_PASSWORD"] == "SIGNING_PASSWORD"
+    recorder.evaluated.clear()
+    anyio.run(
+        lambda: LlmPlatform().deploy(
+            "dev", HostDirectory(repo_root), project_id="p", access_token=Secret("A")
+        )
+    )
+    unsigned = [c for c in recorder.evaluated if _execs(c)[-1][:3] == ["llm-platform", "modelcar", "publish"]]
+    assert unsigned and all("LLM_PLATFORM_SIGNING_KEY" not in _secret_env(c) for c in unsigned)
 
 
 def test_lint_syncs_the_pinned_crds_then_lints_the_tree_at_its_repository_path(

@@ -55,7 +55,14 @@ from llm_platform.dagger_module.containers import (
 # and the engine imports only this file: importing Modelcar here registers it, and `build_modelcar`
 # returning it makes it reachable from the main object (`dagger call build-modelcar ... publish`).
 from llm_platform.dagger_module.modelcar import Modelcar, modelcar_from_spec, publish_with_commit
-from llm_platform.dagger_module.models import BumpRequest, CloudAccess, DeploySummary, PublishedModelcar
+from llm_platform.dagger_module.models import (
+    BumpRequest,
+    CloudAccess,
+    DeploySummary,
+    PublishedModelcar,
+    RegistryAccess,
+    Signing,
+)
 
 # Never uploaded from the host: virtualenvs, caches, the generated SDK, tofu working state.
 COMMON_IGNORE = [
@@ -243,6 +250,16 @@ class LlmPlatform:
             dagger.Secret | None, Doc("Token to push the bump commits, e.g. env://GIT_TOKEN")
         ] = None,
         push: Annotated[bool, Doc("Push the bump commits to origin")] = False,
+        signing_key: Annotated[
+            dagger.Secret | None,
+            Doc(
+                "Sign every published modelcar with this PEM private key (signature and attestations), e.g. "
+                "env://SIGNING_KEY; bumps verify with the key modelcars/signing.yaml names"
+            ),
+        ] = None,
+        signing_key_password: Annotated[
+            dagger.Secret | None, Doc("The signing key's password, e.g. env://SIGNING_KEY_PASSWORD")
+        ] = None,
         install: Annotated[
             bool,
             Doc(
@@ -261,12 +278,13 @@ class LlmPlatform:
         modelcars = repo.directory("modelcars")
         stale = await changed_modelcars(modelcars)
 
+        signing = Signing(key=signing_key, password=signing_key_password) if signing_key else None
         # The modelcars are independent: publish them concurrently (the engine runs the execs in parallel).
         results: dict[str, PublishedModelcar] = {}
 
         async def publish_one(name: str) -> None:
             car = await modelcar_from_spec(modelcars.file(f"{name}.yaml"), None, hf_token)
-            results[name] = await publish_with_commit(car, registry_username, registry_password)
+            results[name] = await publish_with_commit(car, registry_username, registry_password, signing)
 
         async with anyio.create_task_group() as group:
             for name in stale.changed:
@@ -283,7 +301,9 @@ class LlmPlatform:
             requests = [
                 BumpRequest(model=car.name, ref=car.image, hf_commit=car.hf_commit) for car in published
             ]
-            bumps = await run_bumps(git_container(repo, git_token), requests, push)
+            # The bump verifies each image first when the repository names a key (modelcars/signing.yaml).
+            registry = RegistryAccess(username=registry_username, password=registry_password)
+            bumps = await run_bumps(git_container(repo, git_token, registry), requests, push)
 
         summary = DeploySummary(
             env=env,

@@ -13,7 +13,7 @@ from llm_platform.bump.push import push_bump, resolve_target
 from llm_platform.bump.refs import parse_digest, parse_pinned_image
 from llm_platform.bump.result import BumpResult
 from llm_platform.errors import InputError
-from llm_platform.modelcar.spec import SPEC_NAME_RE
+from llm_platform.modelcar.spec import SPEC_NAME_RE, load_spec
 
 
 def _toplevel(start: Path) -> Path | None:
@@ -34,6 +34,19 @@ def _inside(root: Path, path: Path, option: str) -> str:
     return rel.as_posix() if rel.parts else "."
 
 
+def _verify(root: Path, layout: Layout, model: str, ref: str, verify_key: Path | None) -> None:
+    from llm_platform.signing.gate import configured_key, require_verified
+
+    key = verify_key or configured_key(root)
+    if key is None:
+        return
+    if not key.is_file():
+        raise InputError(f"--verify-key {key}: no such file")
+    spec_path = root / layout.modelcars / f"{model}.yaml"
+    spec = load_spec(spec_path) if spec_path.is_file() else None
+    require_verified(ref, key, spec)
+
+
 def bump_model(
     model: str,
     ref: str,
@@ -48,13 +61,15 @@ def bump_model(
     hf_commit: str | None = None,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     dry_run: bool = False,
+    verify_key: Path | None = None,
 ) -> BumpResult:
     """Point every GitOps reference to the model's image, and its lock, at `ref`.
 
     Without `commit`/`push` only the work tree is edited. `push` ("REMOTE" or "REMOTE/BRANCH") bases
     the edit on the fetched remote tip, commits and pushes with bounded retries; `pr_branch` pushes
     to that branch instead. `expect` is the digest the references must hold (else ConflictError).
-    `dry_run` only plans the edit in the work tree and returns its diff.
+    `dry_run` only plans the edit in the work tree and returns its diff. With `verify_key` (else the key
+    `modelcars/signing.yaml` names), an image that does not verify with it is refused before any edit.
     """
     if not SPEC_NAME_RE.match(model):
         raise InputError(
@@ -81,6 +96,7 @@ def bump_model(
         gitops=_inside(root, gitops or root / "gitops", "--gitops"),
         modelcars=_inside(root, modelcars or root / "modelcars", "--modelcars"),
     )
+    _verify(root, layout, model, ref, verify_key)
     if push is not None:
         git = Git(root)
         target = resolve_target(git, push, pr_branch)

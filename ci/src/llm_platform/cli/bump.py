@@ -28,6 +28,8 @@ HELP = (
     "Exit codes: 0 done or unchanged, 2 bad input, 3 conflict (someone else bumped meanwhile), 1 other failure.\n\n"
     "Git credentials: $GIT_TOKEN (user $GIT_USERNAME, default x-access-token) is handed to git by a credential "
     "helper while fetch/push run; it is never put in a URL, an argument or .git/config.\n\n"
+    "With --verify-key (or a key named in modelcars/signing.yaml) the image must verify first, as `modelcar "
+    "verify` checks it; one that does not is refused (exit 1) before anything is written.\n\n"
     "Example: llm-platform bump --model qwen2.5-coder-7b-instruct "
     "--ref us-central1-docker.pkg.dev/llm-platform-example/modelcars/qwen2.5-coder-7b-instruct@sha256:<hex> "
     "--hf-commit <sha> --push origin/main"
@@ -93,6 +95,14 @@ def bump(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the full result as JSON instead.")
     ] = False,
+    verify_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--verify-key",
+            help="Refuse an image that does not verify with this public key (signature and attestations, "
+            "`modelcar verify`); default: the key modelcars/signing.yaml names, if any.",
+        ),
+    ] = None,
 ) -> None:
     from llm_platform.bump import bump_model
 
@@ -109,6 +119,7 @@ def bump(
         hf_commit=hf_commit,
         max_attempts=max_attempts,
         dry_run=dry_run,
+        verify_key=verify_key,
     )
     typer.echo(result.model_dump_json(indent=2) if json_output else result.summary_line())
 

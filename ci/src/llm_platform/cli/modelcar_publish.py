@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -19,8 +21,9 @@ from llm_platform.cli.modelcar import (
     source_options,
 )
 from llm_platform.cli.modelcar import app as modelcar_app
-from llm_platform.errors import InputError
+from llm_platform.errors import InputError, PlatformError
 from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV, MiB, UploadMode
+from llm_platform.signing import SIGNING_KEY_ENV, SIGNING_KEY_PASSWORD_ENV
 
 # The core (llm_platform.modelcar.publish) is imported inside the command: every `llm-platform` start
 # would otherwise pay for httpx and the whole publish stack, whatever the command.
@@ -102,6 +105,14 @@ def publish(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the publish result as JSON instead.")
     ] = False,
+    sign_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--sign-key",
+            help=f"Sign the pushed image and attach its attestations (`modelcar sign`) with this PEM private "
+            f"key; ${SIGNING_KEY_ENV} (the PEM text) signs too. Password: ${SIGNING_KEY_PASSWORD_ENV}.",
+        ),
+    ] = None,
 ) -> None:
     """Build the modelcar of SPEC and push it; print its verified REGISTRY/REPOSITORY@sha256:... reference.
 
@@ -114,6 +125,11 @@ def publish(
 
     from llm_platform.modelcar.publish import PushOptions, publish_modelcar
 
+    signing_key = None
+    if sign_key is not None or os.environ.get(SIGNING_KEY_ENV):
+        from llm_platform.signing.keys import load_signing_key
+
+        signing_key = load_signing_key(sign_key)  # a bad key or password fails before anything is pushed
     password: SecretStr | None = None
     if password_stdin:
         password = SecretStr(sys.stdin.readline().rstrip("\r\n"))
@@ -145,7 +161,27 @@ def publish(
             timeout=timeout,
         ),
     )
-    typer.echo(result.model_dump_json(indent=2) if as_json else result.reference)
+    if signing_key is None:
+        typer.echo(result.model_dump_json(indent=2) if as_json else result.reference)
+        return
+    from llm_platform.cli.modelcar_sign import registry_client
+    from llm_platform.modelcar.spec import load_spec
+    from llm_platform.registry.reference import parse_reference
+    from llm_platform.signing.sign import sign_image
+
+    image = parse_reference(result.reference, what="--to")
+    secret = password.get_secret_value() if password is not None else None
+    try:
+        with registry_client(image, insecure_registry, username, secret, timeout) as client:
+            signed = sign_image(client, image, signing_key, load_spec(spec))
+    except PlatformError as exc:
+        raise PlatformError(f"{result.reference} was pushed but not signed: {exc}") from None
+    if as_json:
+        typer.echo(
+            json.dumps({**result.model_dump(mode="json"), "signed": signed.model_dump(mode="json")}, indent=2)
+        )
+    else:
+        typer.echo(result.reference)
 
 
 modelcar_app.command("publish")(publish)

@@ -41,12 +41,29 @@ PasswordStdinOption = Annotated[
 ]
 
 
-def _client(
-    text: str, insecure: list[str] | None, username: str | None, password_stdin: bool, timeout: float | None
-) -> tuple[ImageReference, RegistryClient]:
+def registry_client(
+    image: ImageReference,
+    insecure: list[str] | None,
+    username: str | None,
+    password: str | None,
+    timeout: float | None,
+) -> RegistryClient:
+    """A client of `image`'s registry with the user's credentials (the options, the environment, auth files)."""
     from llm_platform.network import NetworkBounds
     from llm_platform.registry.auth import resolve_credentials
     from llm_platform.registry.client import RegistryClient, scheme_for
+
+    return RegistryClient(
+        image.api_host,
+        insecure=scheme_for(image, insecure or []) == "http",
+        credentials=resolve_credentials(image.api_host, username=username, password=password),
+        bounds=NetworkBounds.from_timeout(timeout),
+    )
+
+
+def _client(
+    text: str, insecure: list[str] | None, username: str | None, password_stdin: bool, timeout: float | None
+) -> tuple[ImageReference, RegistryClient]:
     from llm_platform.registry.reference import parse_reference
 
     ref = parse_reference(text, what="REF")
@@ -55,14 +72,7 @@ def _client(
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise InputError("--password-stdin: no password on stdin")
-    credentials = resolve_credentials(ref.api_host, username=username, password=password)
-    client = RegistryClient(
-        ref.api_host,
-        insecure=scheme_for(ref, insecure or []) == "http",
-        credentials=credentials,
-        bounds=NetworkBounds.from_timeout(timeout),
-    )
-    return ref, client
+    return ref, registry_client(ref, insecure, username, password, timeout)
 
 
 @modelcar_app.command("sign")

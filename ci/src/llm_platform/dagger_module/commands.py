@@ -9,6 +9,7 @@ from __future__ import annotations
 
 # The environment variables the core reads credentials from (never flags). Tests pin them to the core's.
 HF_TOKEN_ENV = "HF_TOKEN"
+REGISTRY_USERNAME_ENV = "LLM_PLATFORM_REGISTRY_USERNAME"
 REGISTRY_PASSWORD_ENV = "LLM_PLATFORM_REGISTRY_PASSWORD"
 GOOGLE_CREDENTIALS_ENV = "GOOGLE_CREDENTIALS"
 GOOGLE_ACCESS_TOKEN_ENV = "GOOGLE_OAUTH_ACCESS_TOKEN"

@@ -18,6 +18,8 @@ from llm_platform.dagger_module.commands import (
     GIT_TOKEN_ENV,
     GOOGLE_ACCESS_TOKEN_ENV,
     GOOGLE_CREDENTIALS_ENV,
+    REGISTRY_PASSWORD_ENV,
+    REGISTRY_USERNAME_ENV,
     bump_argv,
     cluster_install_argv,
     crds_sync_argv,
@@ -26,7 +28,7 @@ from llm_platform.dagger_module.commands import (
     modelcar_changed_argv,
     tofu_argv,
 )
-from llm_platform.dagger_module.models import BumpRequest, CloudAccess
+from llm_platform.dagger_module.models import BumpRequest, CloudAccess, RegistryAccess
 from llm_platform.errors import InputError
 
 if TYPE_CHECKING:
@@ -269,13 +271,21 @@ def kind_test_container(
     return ctr.with_exec(["sh", "-c", ready]).with_exec(kind_test_argv(kubeconfig, f"{WORK}/repo", timeout))
 
 
-def git_container(repo: dagger.Directory, git_token: dagger.Secret | None) -> dagger.Container:
-    """The toolbox with the checkout at /work/repo; the bump command hands $GIT_TOKEN to git itself."""
+def git_container(
+    repo: dagger.Directory, git_token: dagger.Secret | None, registry: RegistryAccess | None = None
+) -> dagger.Container:
+    """The toolbox with the checkout at /work/repo; the bump command hands $GIT_TOKEN to git itself, and reads
+    the image from the registry with `registry`'s credentials when the repository names a key to verify
+    it with (modelcars/signing.yaml)."""
     ctr = toolbox().with_directory(f"{WORK}/repo", repo).with_workdir(f"{WORK}/repo")
     # The checkout belongs to another uid than the container's root: let git work in it.
     ctr = ctr.with_exec(["git", "config", "--global", "--add", "safe.directory", f"{WORK}/repo"])
     if git_token is not None:
         ctr = ctr.with_secret_variable(GIT_TOKEN_ENV, git_token)
+    if registry is not None and registry.username:
+        ctr = ctr.with_env_variable(REGISTRY_USERNAME_ENV, registry.username)
+    if registry is not None and registry.password is not None:
+        ctr = ctr.with_secret_variable(REGISTRY_PASSWORD_ENV, registry.password)
     return ctr
 
 

@@ -20,7 +20,8 @@ from llm_platform.dagger_module.commands import (
     modelcar_publish_argv,
 )
 from llm_platform.dagger_module.containers import CACHE_BUSTER_ENV, WORK, cache_buster, toolbox
-from llm_platform.dagger_module.models import PublishedModelcar
+from llm_platform.dagger_module.models import PublishedModelcar, Signing
+from llm_platform.signing import SIGNING_KEY_ENV, SIGNING_KEY_PASSWORD_ENV
 
 if TYPE_CHECKING:
     from llm_platform.modelcar.publish import PublishResult
@@ -105,9 +106,20 @@ class Modelcar:
         password: Annotated[
             dagger.Secret | None, Doc("Registry password or token, e.g. env://REGISTRY_PASSWORD")
         ] = None,
+        signing_key: Annotated[
+            dagger.Secret | None,
+            Doc(
+                "Sign the image and attach its attestations with this PEM private key, e.g. env://SIGNING_KEY"
+            ),
+        ] = None,
+        signing_key_password: Annotated[
+            dagger.Secret | None, Doc("The signing key's password, e.g. env://SIGNING_KEY_PASSWORD")
+        ] = None,
     ) -> str:
-        """Push the image (blobs the registry has are skipped) and return the verified REPOSITORY@sha256:..."""
-        return (await publish_modelcar(self, address, username, password)).reference
+        """Push the image (blobs the registry has are skipped) and return the verified REPOSITORY@sha256:...;
+        with a signing key, also its signature, OMS bundle, provenance and ModelPack manifest."""
+        signing = Signing(key=signing_key, password=signing_key_password) if signing_key else None
+        return (await publish_modelcar(self, address, username, password, signing)).reference
 
 
 async def modelcar_from_spec(
@@ -134,7 +146,11 @@ async def modelcar_from_spec(
 
 
 async def publish_modelcar(
-    car: Modelcar, address: str | None, username: str | None, password: dagger.Secret | None
+    car: Modelcar,
+    address: str | None,
+    username: str | None,
+    password: dagger.Secret | None,
+    signing: Signing | None = None,
 ) -> "PublishResult":
     """Run the publish in the toolbox; its typed result (reference, digest, tags, bytes uploaded, ...)."""
     from llm_platform.modelcar.publish import PublishResult
@@ -144,6 +160,11 @@ async def publish_modelcar(
     ctr = car.with_inputs()
     if password is not None:
         ctr = ctr.with_secret_variable(REGISTRY_PASSWORD_ENV, password)
+    if signing is not None:
+        # The publish command signs when $LLM_PLATFORM_SIGNING_KEY holds a key (the PEM text).
+        ctr = ctr.with_secret_variable(SIGNING_KEY_ENV, signing.key)
+        if signing.password is not None:
+            ctr = ctr.with_secret_variable(SIGNING_KEY_PASSWORD_ENV, signing.password)
     argv = modelcar_publish_argv(
         car.spec_path(), address or car.repository, car.source_path(), username, car.max_layers
     )
@@ -152,8 +173,8 @@ async def publish_modelcar(
 
 
 async def publish_with_commit(
-    car: Modelcar, username: str | None, password: dagger.Secret | None
+    car: Modelcar, username: str | None, password: dagger.Secret | None, signing: Signing | None = None
 ) -> PublishedModelcar:
     """Publish to the spec's repository; the result names the image and the HF commit it was built from."""
-    result = await publish_modelcar(car, None, username, password)
+    result = await publish_modelcar(car, None, username, password, signing)
     return PublishedModelcar(name=car.name, image=result.reference, hf_commit=result.hf_commit)

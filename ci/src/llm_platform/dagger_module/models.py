@@ -1,6 +1,6 @@
 """The values the Dagger module passes between its steps and returns: pydantic models and one dataclass.
 
-No dagger at runtime: `CloudAccess` names `dagger.Secret` in annotations only, for type checkers.
+No dagger at runtime: `CloudAccess`, `Signing` and `RegistryAccess` name `dagger.Secret` in annotations only, for type checkers.
 """
 
 from __future__ import annotations
@@ -27,6 +27,22 @@ class CloudAccess:
     project_id: str | None = None
     credentials: dagger.Secret | None = None
     access_token: dagger.Secret | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Signing:
+    """The key `publish` signs with (its PEM text) and the key's password, as secrets."""
+
+    key: dagger.Secret
+    password: dagger.Secret | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistryAccess:
+    """The registry credentials a bump verifies the image with (the publish step's)."""
+
+    username: str | None = None
+    password: dagger.Secret | None = None
 
 
 class BumpRequest(BaseModel):
