@@ -304,6 +304,42 @@ def test_kind_test_stops_before_any_cluster_on_the_unconfigured_template(
     )
 
 
+def test_kind_test_on_an_unreachable_cluster_fails_in_seconds_naming_the_server(
+    fork: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """--kubeconfig (the Dagger path): a server that refuses connections ends the test at its first request."""
+    root, _ = fork
+    require_tool("kubectl")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{closed}"}}],
+                "users": [{"name": "u", "user": {"token": "canary-kube-token-51d0"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    started = time.monotonic()
+    proc = subprocess.run(
+        [_CLI, "cluster", "kind-test", "--kubeconfig", str(kubeconfig), "--root", str(root)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert time.monotonic() - started < 60
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("llm-platform: error:") and f"127.0.0.1:{closed}" in last, last
+    assert "canary-kube-token-51d0" not in proc.stderr
+
+
 # --- the orchestration, over a state holder ---
 
 
