@@ -124,8 +124,12 @@ def test_the_snapshot_is_the_working_tree_as_one_commit_pointing_at_the_in_clust
     # The same tree is the same commit (fixed identity and dates), wherever and whenever it is made.
     again = snapshot_checkout(root, tmp_path / "work2", "kind", SERVED)
     assert again.commit == snap.commit
+    git(root, "add", "-A", env=env)  # committed: another HEAD, the same tree, the same commit
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "wip", env=env)
+    committed = snapshot_checkout(root, tmp_path / "work3", "kind", SERVED)
+    assert committed.commit == snap.commit and not committed.source_dirty
     (root / "gitops/notes.yaml").write_text("changed: true\n")
-    assert snapshot_checkout(root, tmp_path / "work3", "kind", SERVED).commit != snap.commit
+    assert snapshot_checkout(root, tmp_path / "work4", "kind", SERVED).commit != snap.commit
 
 
 def test_every_revision_the_tree_follows_is_a_ref_and_a_pinned_commit_is_refused(

@@ -232,7 +232,8 @@ def snapshot_checkout(repo_root: Path, work_dir: Path, env: str, served_url: str
         env=_GIT_ENV,
     )
     _git(["add", "-A", "."], repo, what="git add", env=_GIT_ENV)
-    message = f"kind-test: the checkout's {SERVED_TREE}/ at {head or 'no commit'}"
+    # No HEAD in the message: the commit id follows from the tree alone (the result names the HEAD).
+    message = f"kind-test: the checkout's {SERVED_TREE}/"
     _git(["commit", "-q", "--no-verify", "-m", message], repo, what="git commit", env=_GIT_ENV)
     commit = _git(["rev-parse", "HEAD"], repo, what="git rev-parse", env=_GIT_ENV).strip()
     for ref in refs:
