@@ -130,6 +130,7 @@ def test_pull_requests_run_the_kind_test_with_the_pinned_kind(repo_root: Path) -
     assert "s/^KIND_VERSION=//p" in runs and "s/^KIND_LINUX_AMD64_SHA256=//p" in runs and lock["KIND_VERSION"]
     assert runs.index("sha256sum -c") < runs.index("install -m 0755 kind")
     assert "llm-platform configure --check --env kind" in runs
+    assert 'export PATH="$PWD/.venv/bin:$PATH"' in runs  # the pinned helm renders Argo CD's chart
     assert runs.rstrip().endswith("llm-platform cluster kind-test --timeout 40m")
 
 
