@@ -2,7 +2,11 @@
 """Publish benchmark: our `modelcar publish` against the floor (the same layer bytes sent with plain curl),
 `oci-modelcar` (PyPI) and a Containerfile build + push with buildah, on the same generated shard files, each
 tool against its own instance of the same local docker-registry (same binary, same config, same disk).
-Cold push, warm re-push, one-file change.
+Cold push, warm re-push, one-file change; and "from the Hub" (`--hub-rate-mib`, `--only-hub`): the same shards
+served by a loopback Hub stand-in, the network throttled to one fixed rate each way (the Hub's sending and the
+registry's receiving, through a throttling TCP relay), so that the network and not the disk is the limit: ours
+streaming from the Hub, `hf download` then our publish from the directory, oci-modelcar (downloads, then
+pushes), against the floor max(the bytes downloaded alone, the layers uploaded alone).
 
 Run from the repo root:  .venv/bin/python bench/bench_publish.py [--shards 4 --shard-mib 512 --repeat 3]
 
@@ -21,10 +25,12 @@ medians and the ratio of medians to the floor's. Everything lives in a temp dir,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -76,6 +82,7 @@ class Run:
     ok: bool
     note: str = ""
     repetition: int = 0
+    peak_disk: int = 0  # bytes: the most the tool's scratch directory (hub cache, downloads, spool, tmp) held
 
 
 def write_random(path: Path, size: int) -> str:
@@ -132,10 +139,25 @@ def measure(
     log: Path,
     inputs: list[Path],
     prepare: list[list[str]],
+    scratch: Path | None = None,
 ) -> Run:
-    """Run the commands one after the other; wall time, registry bytes received, peak RSS of any of them."""
+    """Run the commands one after the other; wall time, registry bytes received, peak RSS of any of them, and
+    (with `scratch`) the peak size of that directory, sampled every 0.2 s while they run."""
     assert registry.proc is not None
     settle(inputs, prepare)
+    peak_disk = [0]
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while scratch is not None and not sampling.wait(0.2):
+            used = 0
+            for path in scratch.rglob("*"):
+                with contextlib.suppress(OSError):
+                    used += path.lstat().st_blocks * 512
+            peak_disk[0] = max(peak_disk[0], used)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     before = rchar(registry.proc.pid)
     registry_cpu = cpu_of(registry.proc.pid)
     peak = 0
@@ -163,6 +185,8 @@ def measure(
                 ok = False
                 break
     seconds = time.monotonic() - started
+    sampling.set()
+    sampler.join()
     return Run(
         tool,
         scenario,
@@ -172,6 +196,7 @@ def measure(
         cpu,
         cpu_of(registry.proc.pid) - registry_cpu,
         ok,
+        peak_disk=peak_disk[0],
     )
 
 
@@ -202,13 +227,75 @@ curl -sf -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifes
 """
 
 
+class Throttle:
+    """One link's rate for everything that crosses it: `take(n)` returns when n more bytes may go."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def take(self, count: int) -> None:
+        if not self.rate:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._next = max(self._next, now) + count / self.rate
+            wait = self._next - count / self.rate - now
+        if wait > 0:
+            time.sleep(wait)
+
+
+class ThrottledRelay:
+    """A TCP relay on 127.0.0.1 in front of a registry: what clients send is throttled to `rate` (the uplink),
+    what the registry answers is not."""
+
+    def __init__(self, upstream: tuple[str, int], rate: float) -> None:
+        self.upstream, self.throttle = upstream, Throttle(rate)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, throttled: bool) -> None:
+        try:
+            while data := source.recv(256 * 1024):
+                if throttled:
+                    self.throttle.take(len(data))
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.listener.close()
+
+
 class FakeHub:
     """Just enough of the Hugging Face hub API for oci-modelcar (repo info, tree, resolve with Range) over
     the generated files, on 127.0.0.1: oci-modelcar only reads models from a hub, never from a directory."""
 
-    def __init__(self, root: Path, repo: str, revision: str) -> None:
+    def __init__(self, root: Path, repo: str, revision: str, rate: float | None = None) -> None:
         self.root, self.repo, self.revision = root, repo, revision
         self.sha: dict[str, str] = {}
+        self.throttle = Throttle(rate)  # every file byte sent, all connections together
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -238,7 +325,18 @@ class FakeHub:
                             "modelId": server.repo,
                             "sha": server.revision,
                             "private": False,
-                            "siblings": [{"rfilename": p.name} for p in files],
+                            "siblings": [
+                                {
+                                    "rfilename": p.name,
+                                    "size": p.stat().st_size,
+                                    "lfs": {
+                                        "sha256": server.sha[p.name],
+                                        "size": p.stat().st_size,
+                                        "pointerSize": 134,
+                                    },
+                                }
+                                for p in files
+                            ],
                         }
                     )
                 elif path.startswith(f"/api/models/{server.repo}/tree/"):
@@ -271,7 +369,8 @@ class FakeHub:
                     if not head:
                         with file.open("rb") as src:
                             src.seek(start)
-                            while piece := src.read(MiB):
+                            while piece := src.read(MiB // 4):
+                                server.throttle.take(len(piece))
                                 self.wfile.write(piece)
                 else:
                     self.send_error(404)
@@ -287,6 +386,187 @@ class FakeHub:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+HUB_FLOORS = ("download alone (curl)", "upload alone (curl PUT)")
+HUB_OURS = "llm-platform publish, streaming"
+HUB_TWO_STEP = "hf download, then llm-platform publish --source-dir"
+HUB_SCENARIO = "from the Hub"
+
+
+def hub_round(
+    args: argparse.Namespace,
+    work: Path,
+    source: Path,
+    hashes: dict[str, str],
+    spec: Path,
+    base_ref: str,
+    layout: Path,
+    floor_script: Path,
+    log: Path,
+) -> list[Run]:
+    """Every tool cold (an empty registry, an empty scratch directory), the network throttled each way."""
+    rate = args.hub_rate_mib * MiB
+    hub = FakeHub(source, "bench-org/bench-model", REVISION, rate=rate)
+    hub.sha = hashes
+    registry = Registry(work / "registry-hub")
+    runs: list[Run] = []
+    relay: ThrottledRelay | None = None
+    llm = str(REPO / ".venv" / "bin" / "llm-platform")
+    hf = str(REPO / ".venv" / "bin" / "hf")
+    names = sorted(hashes)
+    download_all = (
+        "printf '%s\\n' " + " ".join(names) + f" | xargs -P {args.concurrency} -I{{}} "
+        f"curl -sf -o /dev/null {hub.endpoint}/bench-org/bench-model/resolve/{REVISION}/{{}}"
+    )
+    try:
+        registry.start()
+        relay = ThrottledRelay(("127.0.0.1", registry.port), rate)
+        target = relay.host
+        scratch = work / "scratch"
+        tools: dict[str, Callable[[], list[list[str]]]] = {
+            HUB_FLOORS[0]: lambda: [["bash", "-c", download_all]],
+            HUB_FLOORS[1]: lambda: [
+                ["bash", str(floor_script), target, "bench/floor", str(layout), str(args.concurrency)]
+            ],
+            HUB_OURS: lambda: [
+                [
+                    llm,
+                    "modelcar",
+                    "publish",
+                    str(spec),
+                    "--base",
+                    base_ref,
+                    "--to",
+                    f"{target}/bench/ours",
+                    "--cache-dir",
+                    str(scratch / "cache"),
+                    "--concurrency",
+                    str(args.concurrency),
+                ]
+            ],
+            HUB_TWO_STEP: lambda: [
+                [
+                    hf,
+                    "download",
+                    "bench-org/bench-model",
+                    "--revision",
+                    REVISION,
+                    "--local-dir",
+                    str(scratch / "download"),
+                    "--max-workers",
+                    str(args.concurrency),
+                    "--quiet",
+                ],
+                [
+                    llm,
+                    "modelcar",
+                    "publish",
+                    str(spec),
+                    "--source-dir",
+                    str(scratch / "download"),
+                    "--base",
+                    base_ref,
+                    "--to",
+                    f"{target}/bench/two-step",
+                    "--cache-dir",
+                    str(scratch / "cache"),
+                    "--concurrency",
+                    str(args.concurrency),
+                ],
+            ],
+        }
+        if "oci-modelcar" not in args.skip and args.oci_modelcar.exists():
+            tools["oci-modelcar"] = lambda: [
+                [
+                    str(args.oci_modelcar),
+                    "push",
+                    "--hf-repo",
+                    "bench-org/bench-model",
+                    "--hf-revision",
+                    REVISION,
+                    "--hf-endpoint",
+                    hub.endpoint,
+                    "--registry",
+                    target,
+                    "--target-repo",
+                    "bench/oci-modelcar",
+                    "--workers",
+                    str(args.concurrency),
+                    "--spool-dir",
+                    str(scratch / "spool"),
+                    "--quiet",
+                    "--force",
+                    "--no-reuse-records",
+                ]
+            ]
+        elif "oci-modelcar" not in args.skip:
+            print(f"oci-modelcar not found at {args.oci_modelcar}: left out", file=sys.stderr)
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HOME": str(scratch / "hf-home"),
+            "TMPDIR": str(scratch / "tmp"),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        }
+        inputs = sorted(
+            p for p in [*source.iterdir(), *(layout / "blobs" / "sha256").iterdir()] if p.is_file()
+        )
+        for repetition in range(args.repeat):
+            for tool, commands in tools.items():
+                if repetition and tool not in (*HUB_FLOORS, HUB_OURS):
+                    continue
+                registry.stop()
+                shutil.rmtree(registry.storage, ignore_errors=True)
+                registry.start()
+                shutil.rmtree(scratch, ignore_errors=True)
+                (scratch / "tmp").mkdir(parents=True)
+                result = measure(tool, HUB_SCENARIO, commands(), registry, env, log, inputs, [], scratch)
+                result.repetition = repetition
+                runs.append(result)
+                print(f"{HUB_SCENARIO} {tool}: {result.seconds:.2f}s", file=sys.stderr)
+    finally:
+        if relay is not None:
+            relay.stop()
+        hub.stop()
+        registry.stop()
+    return runs
+
+
+def hub_report(runs: list[Run], args: argparse.Namespace) -> None:
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(r.tool, []).append(r)
+
+    def median(tool: str) -> float:
+        return statistics.median(r.seconds for r in groups[tool])
+
+    floor = max(median(HUB_FLOORS[0]), median(HUB_FLOORS[1]))
+    total = args.shards * args.shard_mib
+    print(
+        f"\nfrom the Hub: {args.shards} x {args.shard_mib} MiB shards ({total} MiB), concurrency "
+        f"{args.concurrency}, the Hub's sending and the registry's receiving each throttled to "
+        f"{args.hub_rate_mib} MiB/s; floor = max(download alone, upload alone) = {floor:.2f} s\n"
+    )
+    print(
+        "| tool | runs (wall s) | median s | x floor | peak RSS MiB | peak disk MiB | MiB received by registry | ok |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    for tool, group in groups.items():
+        print(
+            f"| {tool} | {' '.join(f'{r.seconds:.2f}' for r in group)} | {median(tool):.2f} | "
+            f"{median(tool) / floor:.2f} | {max(r.peak_rss_kib for r in group) / 1024:.0f} | "
+            f"{max(r.peak_disk for r in group) / MiB:.1f} | "
+            f"{statistics.median(r.bytes_received for r in group) / MiB:.1f} | "
+            f"{'yes' if all(r.ok for r in group) else 'FAILED'} |"
+        )
+    ours = median(HUB_OURS)
+    print(f"ours / floor: {ours / floor:.2f} (target <= 1.15)")
+    print(f"download-then-publish / ours: {median(HUB_TWO_STEP) / ours:.2f} (target >= 1.8)")
+    if "oci-modelcar" in groups:
+        print(f"oci-modelcar / ours: {median('oci-modelcar') / ours:.2f}")
 
 
 def main() -> int:
@@ -305,6 +585,14 @@ def main() -> int:
     parser.add_argument("--skip", action="append", default=[], choices=["buildah", "oci-modelcar"])
     parser.add_argument("--keep", action="store_true", help="keep the work dir")
     parser.add_argument(
+        "--hub-rate-mib",
+        type=float,
+        default=64,
+        help="the network's rate each way in the Hub scenario (MiB/s)",
+    )
+    parser.add_argument("--only-hub", action="store_true", help="run the from-the-Hub scenario only")
+    parser.add_argument("--no-hub", action="store_true", help="leave the from-the-Hub scenario out")
+    parser.add_argument(
         "--pin",
         action="store_true",
         help="registry on CPU 0, the tool on CPU 1 (taskset): client and registry do not compete "
@@ -319,6 +607,7 @@ def main() -> int:
     registries: dict[str, Registry] = {}
     hub: FakeHub | None = None
     runs: list[Run] = []
+    hub_runs: list[Run] = []
     log = work / "bench.log"
     buildah_root = Path(tempfile.mkdtemp(prefix="bb-", dir="/tmp"))
     try:
@@ -535,21 +824,25 @@ def main() -> int:
                 for tool in in_order(repetition):
                     run(tool, scenario, repetition)
 
-        round_("cold")
-        round_("warm")
-        # Ours with the digests a build of the same files recorded, against the same cold floor: both sides
-        # start knowing every digest (only floor and ours: the others have no such input).
-        for repetition in range(args.repeat):
-            for tool in in_order(repetition)[:2]:
-                run(tool, AFTER_BUILD, repetition)
-        # One-file change: each repetition writes the first shard anew, then every tool publishes it.
-        for repetition in range(max(repeats.values())):
-            hashes[names[0]] = write_random(source / names[0], args.shard_mib * MiB)
+        if not args.no_hub:
             prebuild()
-            for tool in in_order(repetition):
-                run(tool, "one-file change", repetition)
-        subprocess.run([*buildah, "rm", "-a"], capture_output=True, check=False)
-        subprocess.run([*buildah, "rmi", "-a", "-f"], capture_output=True, check=False)
+            hub_runs = hub_round(args, work, source, hashes, spec, base.ref, layout, floor_script, log)
+        if not args.only_hub:
+            round_("cold")
+            round_("warm")
+            # Ours with the digests a build of the same files recorded, against the same cold floor: both sides
+            # start knowing every digest (only floor and ours: the others have no such input).
+            for repetition in range(args.repeat):
+                for tool in in_order(repetition)[:2]:
+                    run(tool, AFTER_BUILD, repetition)
+            # One-file change: each repetition writes the first shard anew, then every tool publishes it.
+            for repetition in range(max(repeats.values())):
+                hashes[names[0]] = write_random(source / names[0], args.shard_mib * MiB)
+                prebuild()
+                for tool in in_order(repetition):
+                    run(tool, "one-file change", repetition)
+            subprocess.run([*buildah, "rm", "-a"], capture_output=True, check=False)
+            subprocess.run([*buildah, "rmi", "-a", "-f"], capture_output=True, check=False)
     finally:
         if hub:
             hub.stop()
@@ -561,8 +854,11 @@ def main() -> int:
         else:
             print(f"kept {work}", file=sys.stderr)
 
-    report(runs, args)
-    return 0 if all(r.ok for r in runs) else 1
+    if runs:
+        report(runs, args)
+    if hub_runs:
+        hub_report(hub_runs, args)
+    return 0 if all(r.ok for r in [*runs, *hub_runs]) else 1
 
 
 def report(runs: list[Run], args: argparse.Namespace) -> None:

@@ -4,7 +4,11 @@ It serves the small part of the hub's HTTP API that huggingface_hub's `HfApi.mod
 `hf_hub_download` use: model info with file metadata at a revision (a branch resolves to its
 commit), and `resolve/<commit>/<path>` downloads with the X-Repo-Commit/ETag headers (and `Range`, so a
 download resumes as against the hub). It records the Authorization headers it sees, and can serve wrong
-bytes for a file to test verification. It also injects faults (`HubFault`, `HubServer.faults`): an HTTP
+bytes for a file to test verification, counts the file bytes it sent and the Range of every file request,
+serves files from disk (a `Path` value: multi-GiB models without holding them in memory), redirects LFS files
+to a storage route on another origin with the hub's `X-Linked-Size`/`X-Linked-ETag`/`X-Xet-Hash` headers as the hub does for
+LFS and Xet files (`HubRepo.redirect_lfs`), and can throttle every file byte it sends to one rate for all
+connections (`HubServer.rate`, bytes/s: the network as the limit). It also injects faults (`HubFault`, `HubServer.faults`): an HTTP
 status with headers (a 500, a 429 with Retry-After), a body that is not JSON, a download dropped or stalled
 (connection held open) mid-body. For a hub that refuses connections, `stop()` it.
 """
@@ -15,9 +19,11 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -29,13 +35,52 @@ from tests.support.loopback import LoopbackHTTPServer
 class HubRepo:
     repo: str
     commit: str
-    files: dict[str, bytes]
+    files: dict[str, bytes | Path]  # a Path: served from that file, read in pieces
     branches: dict[str, str] = field(default_factory=dict)  # name -> commit
     lfs_suffixes: tuple[str, ...] = (".safetensors", ".bin")
     private_token: str | None = None  # when set, requests without this bearer token get 401
+    redirect_lfs: bool = False  # LFS files answer 302 to the storage route (as the hub does); Xet headers too
+    _hashes: dict[str, tuple[str, str, str]] = field(default_factory=dict, repr=False)
 
     def is_lfs(self, path: str) -> bool:
         return path.endswith(self.lfs_suffixes)
+
+    def size(self, path: str) -> int:
+        data = self.files[path]
+        return data.stat().st_size if isinstance(data, Path) else len(data)
+
+    def hashes(self, path: str) -> tuple[str, str, str]:
+        """(sha256, git blob sha1, plain sha1) of the file, computed once."""
+        if path not in self._hashes:
+            sha256, blob, plain = (
+                hashlib.sha256(),
+                hashlib.sha1(b"blob %d\0" % self.size(path)),
+                hashlib.sha1(),
+            )
+            for piece in self.pieces(path, 0):
+                sha256.update(piece)
+                blob.update(piece)
+                plain.update(piece)
+            self._hashes[path] = (sha256.hexdigest(), blob.hexdigest(), plain.hexdigest())
+        return self._hashes[path]
+
+    def pieces(self, path: str, start: int, end: int | None = None) -> Iterator[bytes]:
+        """The file's bytes [start, end) in pieces of at most 1 MiB."""
+        data = self.files[path]
+        end = self.size(path) if end is None else end
+        if not isinstance(data, Path):
+            for at in range(start, end, 1 << 20):
+                yield data[at : min(end, at + (1 << 20))]
+            return
+        with data.open("rb") as source:
+            source.seek(start)
+            left = end - start
+            while left > 0:
+                piece = source.read(min(left, 1 << 20))
+                if not piece:
+                    return
+                left -= len(piece)
+                yield piece
 
 
 @dataclass
@@ -67,6 +112,13 @@ class HubServer:
         self.downloads: list[str] = []
         self.corrupt: set[str] = set()
         self.faults: list[HubFault] = []
+        self.served: dict[
+            str, int
+        ] = {}  # file path -> body bytes sent (all requests, storage route included)
+        self.file_requests: list[tuple[str, int]] = []  # (path, first byte asked for) of every file GET
+        self.storage_authorizations: list[str | None] = []  # Authorization headers the storage route saw
+        self.rate: float | None = None  # bytes/s for all file bodies together; None: as fast as it goes
+        self._next_send = 0.0
         self.injected: list[tuple[str, str, str | None]] = []  # (route, kind, path) of every fault injected
         self._lock = threading.Lock()
         self._release = threading.Event()
@@ -86,6 +138,21 @@ class HubServer:
     @property
     def endpoint(self) -> str:
         return self._http.url
+
+    def _throttle(self, count: int) -> None:
+        """Hold the sender so that all file bodies together leave at `rate` bytes/s."""
+        if not self.rate:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._next_send = max(self._next_send, now) + count / self.rate
+            wait = self._next_send - count / self.rate - now
+        if wait > 0:
+            time.sleep(wait)
+
+    def _count(self, path: str, count: int) -> None:
+        with self._lock:
+            self.served[path] = self.served.get(path, 0) + count
 
     def add(self, repo: HubRepo) -> HubRepo:
         self.repos[repo.repo] = repo
@@ -167,18 +234,15 @@ class HubServer:
                     if commit is None:
                         return
                     siblings = []
-                    for name, data in sorted(repo.files.items()):
+                    for name in sorted(repo.files):
+                        sha256, blob_id, _ = repo.hashes(name)
                         sibling: dict[str, object] = {
                             "rfilename": name,
-                            "size": len(data),
-                            "blobId": hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(),
+                            "size": repo.size(name),
+                            "blobId": blob_id,
                         }
                         if repo.is_lfs(name):
-                            sibling["lfs"] = {
-                                "sha256": hashlib.sha256(data).hexdigest(),
-                                "size": len(data),
-                                "pointerSize": 134,
-                            }
+                            sibling["lfs"] = {"sha256": sha256, "size": repo.size(name), "pointerSize": 134}
                         siblings.append(sibling)
                     body = json.dumps(
                         {
@@ -191,29 +255,61 @@ class HubServer:
                     ).encode()
                     self._send(200, body, {"Content-Type": "application/json"}, with_body)
                     return
-                if len(parts) >= 5 and parts[2] == "resolve":
-                    repo = self._repo(parts[:2])
-                    if repo is None:
-                        return
-                    commit = self._commit(repo, parts[3])
+                storage = parts[0] == "storage" and len(parts) >= 5
+                if (len(parts) >= 5 and parts[2] == "resolve") or storage:
+                    if storage:  # where an LFS file is redirected to: no token needed (a signed URL)
+                        hub.storage_authorizations.append(self.headers.get("Authorization"))
+                        parts = parts[1:]
+                        repo = hub.repos.get("/".join(parts[:2]))
+                        if repo is None:
+                            self._error(404, "NotFound", "no such object")
+                            return
+                    else:
+                        repo = self._repo(parts[:2])
+                        if repo is None:
+                            return
+                    commit = self._commit(repo, parts[3] if not storage else parts[2])
                     if commit is None:
                         return
-                    name = "/".join(parts[4:])
-                    injected = hub.fault("get" if with_body else "head", name)
-                    if injected is not None and injected.kind in ("status", "not-json"):
-                        self._inject_status(injected)
-                        return
+                    name = "/".join(parts[4:] if not storage else parts[3:])
                     if name not in repo.files:
                         self._error(404, "EntryNotFound", f"{name} does not exist")
                         return
-                    data = repo.files[name]
-                    if name in hub.corrupt:
-                        data = bytes(b ^ 0x55 for b in data)
-                    etag = (
-                        hashlib.sha256(repo.files[name]).hexdigest()
-                        if repo.is_lfs(name)
-                        else hashlib.sha1(repo.files[name]).hexdigest()
+                    size = repo.size(name)
+                    sha256, _, plain_sha1 = repo.hashes(name)
+                    etag = sha256 if repo.is_lfs(name) else plain_sha1
+                    # A HEAD's fault is injected at the resolve route; a GET's where the body is served (the
+                    # storage route, for a redirected file).
+                    redirect = repo.redirect_lfs and repo.is_lfs(name) and not storage
+                    injected = (
+                        None if redirect and with_body else hub.fault("get" if with_body else "head", name)
                     )
+                    if injected is not None and injected.kind in ("status", "not-json"):
+                        self._inject_status(injected)
+                        return
+                    if injected is not None and not with_body:  # a HEAD dropped or stalled: no answer at all
+                        if injected.kind == "stall":
+                            hub._release.wait(60)
+                        self.close_connection = True
+                        return
+                    if redirect:
+                        # Another origin (localhost, not 127.0.0.1), as the hub's storage is another host.
+                        storage_origin = hub.endpoint.replace("://127.0.0.1:", "://localhost:")
+                        location = f"{storage_origin}/storage/{repo.repo}/{commit}/{name}"
+                        self._send(
+                            302,
+                            b"",
+                            {
+                                "Location": location,
+                                "X-Repo-Commit": commit,
+                                "X-Linked-Size": str(size),
+                                "X-Linked-ETag": f'"{etag}"',
+                                "X-Xet-Hash": hashlib.sha256(b"xet:" + sha256.encode()).hexdigest(),
+                                "ETag": '"pointer"',
+                            },
+                            with_body=False,
+                        )
+                        return
                     if with_body:
                         hub.downloads.append(name)
                     headers = {
@@ -224,30 +320,58 @@ class HubServer:
                     }
                     status, start = 200, 0
                     match = _RANGE.match(self.headers.get("Range", ""))
-                    if with_body and match and int(match.group(1)) < len(data):
+                    if with_body and match and int(match.group(1)) < size:
                         status, start = 206, int(match.group(1))
-                        headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-                    if injected is not None and not with_body:  # a HEAD dropped or stalled: no answer at all
-                        if injected.kind == "stall":
-                            hub._release.wait(60)
-                        self.close_connection = True
-                        return
+                        headers["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
+                    if with_body:
+                        hub.file_requests.append((name, start))
+                    corrupt = name in hub.corrupt
                     if injected is not None:  # "drop" or "stall": the headers, then the body up to `after`
-                        self._send_cut(status, data, start, headers, injected)
+                        self._send_cut(status, repo, name, start, headers, injected, corrupt)
                         return
-                    self._send(status, data[start:], headers, with_body)
+                    self._send_file(status, repo, name, start, size, headers, with_body, corrupt)
                     return
                 self._error(404, "NotFound", f"no route for {path}")
 
-            def _send_cut(
-                self, status: int, data: bytes, start: int, headers: dict[str, str], fault: HubFault
+            def _send_file(
+                self,
+                status: int,
+                repo: HubRepo,
+                name: str,
+                start: int,
+                end: int,
+                headers: dict[str, str],
+                with_body: bool,
+                corrupt: bool,
             ) -> None:
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data) - start))
+                self.send_header("Content-Length", str(repo.size(name) - start))
                 self.end_headers()
-                self.wfile.write(data[start : max(start, fault.after)])
+                if not with_body:
+                    return
+                try:
+                    for piece in repo.pieces(name, start, end):
+                        if corrupt:
+                            piece = bytes(b ^ 0x55 for b in piece)
+                        hub._throttle(len(piece))
+                        self.wfile.write(piece)
+                        hub._count(name, len(piece))
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+            def _send_cut(
+                self,
+                status: int,
+                repo: HubRepo,
+                name: str,
+                start: int,
+                headers: dict[str, str],
+                fault: HubFault,
+                corrupt: bool,
+            ) -> None:
+                self._send_file(status, repo, name, start, max(start, fault.after), headers, True, corrupt)
                 self.wfile.flush()
                 if fault.kind == "stall":
                     hub._release.wait(60)

@@ -102,6 +102,14 @@ def publish(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Neither read nor write the digest cache.")
     ] = False,
+    spool_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--spool-dir",
+            help="For a registry without chunked uploads: keep a hub layer of unknown digest here while it "
+            "uploads (read from the hub once, one layer per upload on disk) instead of reading it twice.",
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the publish result as JSON instead.")
     ] = False,
@@ -159,6 +167,7 @@ def publish(
             max_layer_size=max_layer_size_mib * MiB if max_layer_size_mib else None,
             retries=retries,
             timeout=timeout,
+            spool_dir=spool_dir,
         ),
     )
     if signing_key is None:

@@ -21,6 +21,7 @@ from llm_platform.modelcar import tar_layer
 from llm_platform.modelcar.base_image import BaseImage, Platform, load_base, parse_platform
 from llm_platform.modelcar.blob import Blob, BytesBlob
 from llm_platform.modelcar.layer_budget import DEFAULT_MAX_LAYERS, group_files, model_layer_slots
+from llm_platform.modelcar.layer_stream import LayerStream
 from llm_platform.modelcar.paths import check_model_path, check_no_collisions
 from llm_platform.modelcar.source import ModelFile, ModelSource
 from llm_platform.modelcar.spec import ModelcarSpec
@@ -109,13 +110,34 @@ class ModelLayer(Blob):
         listing = [{"path": f.path, "sha256": f.sha256} for f in self.files]
         return {ANNOTATION_FILES: canonical_json(listing).decode("utf-8")}
 
+    @property
+    def resumable(self) -> bool:
+        """Its files are read over the network: `open_from` reads from any offset, resuming there."""
+        return any(f.remote for f in self.files)
+
+    @cached_property
+    def _stream(self) -> LayerStream:
+        return LayerStream(self.files, hash_layer=True)
+
     def open(self) -> Iterator[bytes]:
-        hasher, count = hashlib.sha256(), 0
+        if self.resumable:
+            return self.open_from(0)
+        return self._open_local()
+
+    def open_from(self, start: int) -> Iterator[bytes]:
+        """The layer's bytes from `start` on (a resumable layer), its digest learnt or checked at the end."""
+        return self._stream.read(start, on_end=self._learnt)
+
+    def _open_local(self) -> Iterator[bytes]:
+        hasher = hashlib.sha256()
+        count = 0
         for chunk in tar_layer.stream_layer([(f.path, f.size, f.open) for f in self.files]):
             hasher.update(chunk)
             count += len(chunk)
             yield chunk
-        digest = digest_of(hasher)
+        self._learnt(digest_of(hasher), count)
+
+    def _learnt(self, digest: str | None, count: int) -> None:
         if count != self._size:
             raise PlatformError(f"{self.label}: layer is {count} bytes, expected {self._size}")
         if self._digest is not None and digest != self._digest:

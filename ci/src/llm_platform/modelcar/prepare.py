@@ -92,7 +92,8 @@ def _layer_budget(options: SourceOptions, spec: ModelcarSpec) -> tuple[int, str]
     return DEFAULT_MAX_LAYERS, "--max-layers (default)"
 
 
-def prepare(options: SourceOptions) -> PreparedModelcar:
+def prepare(options: SourceOptions, *, stream_hub: bool = False) -> PreparedModelcar:
+    """`stream_hub`: hub files are read straight from the hub each time, never into the hub cache (publish)."""
     spec = load_spec(options.spec)
     platform = parse_platform(options.platform)
     base_ref = options.base or spec.image.base
@@ -101,7 +102,7 @@ def prepare(options: SourceOptions) -> PreparedModelcar:
     max_layers, what = _layer_budget(options, spec)
     slots = model_layer_slots(max_layers, len(base.layers), what=what)  # before the source is listed
     token = options.hf_token.get_secret_value() if options.hf_token else None
-    source = open_source(spec, source_dir=options.source_dir, token=token, bounds=bounds)
+    source = open_source(spec, source_dir=options.source_dir, token=token, bounds=bounds, stream=stream_hub)
     cache = digest_cache.LayerDigestCache(options.cache_dir)
     layer_groups = group_files(source.files, slots)
     log.info(

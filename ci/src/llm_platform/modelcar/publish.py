@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -27,7 +28,14 @@ from llm_platform.modelcar.image import (
     reuse_from_manifest,
 )
 from llm_platform.modelcar.prepare import PreparedModelcar, SourceOptions, prepare
-from llm_platform.modelcar.push import PushCounters, PushTarget, push_image, push_tags, verify_blobs
+from llm_platform.modelcar.push import (
+    HELD_IN_MEMORY_MAX,
+    PushCounters,
+    PushTarget,
+    push_image,
+    push_tags,
+    verify_blobs,
+)
 from llm_platform.network import NetworkBounds
 from llm_platform.oci import ANNOTATION_REVISION, ANNOTATION_SPEC
 from llm_platform.registry.auth import resolve_credentials
@@ -60,6 +68,8 @@ class PushOptions(BaseModel):
     retries: int = 4
     backoff: float = 0.5
     timeout: float | None = None  # the registry's stall bound, s (llm_platform.network); None: env or 60
+    # Where a hub layer waits for its upload when the registry needs its digest first (None: read it twice).
+    spool_dir: Path | None = None
 
 
 class PublishResult(BaseModel):
@@ -193,7 +203,7 @@ def publish_modelcar(
     target = _resolve_target(options)
     bounds = NetworkBounds.from_timeout(options.timeout)
     ref = target.ref
-    prepared = prepare(source)
+    prepared = prepare(source, stream_hub=True)
     credentials = resolve_credentials(
         ref.api_host,
         username=options.username,
@@ -272,6 +282,29 @@ def publish_modelcar(
     return result
 
 
+def _hub_strategy(client: RegistryClient, chunked: bool, spool_dir: Path | None) -> str:
+    """How the files come from the hub to this registry, for the log."""
+    if chunked:
+        return (
+            f"{client.host}: each hub file streams straight into a chunked upload (one download, its layer "
+            f"digest learnt on the way, its sha256 checked before the upload is committed)"
+        )
+    why = (
+        "takes no chunked upload"
+        if client.policy.upload_mode is UploadMode.MONOLITHIC
+        else "gets mounts (--mount-from), which need digests first"
+    )
+    held = f"held in memory up to {human_bytes(HELD_IN_MEMORY_MAX)}, else "
+    if spool_dir is not None:
+        return (
+            f"{client.host} {why}: a hub layer of unknown digest is read once, {held}spooled to {spool_dir}"
+        )
+    return (
+        f"{client.host} {why}: a hub layer of unknown digest is {held}read twice, once to learn its digest and "
+        f"once for the upload (--spool-dir DIR reads it once, at the cost of disk)"
+    )
+
+
 def _push(
     client: RegistryClient,
     prepared: PreparedModelcar,
@@ -296,12 +329,15 @@ def _push(
             or any(f.path in edited for f in layer.files)
         )
 
+    if prepared.source.kind == "huggingface":
+        log.info("%s", _hub_strategy(client, chunked, options.spool_dir))
     push_target = PushTarget(
         client=client,
         repository=target.ref.repository,
         mount_sources=_mount_sources(prepared, target),
         stream_unknown=stream_unknown,
         concurrency=options.concurrency,
+        spool_dir=options.spool_dir,
     )
     stale: set[str] = set()
     try:

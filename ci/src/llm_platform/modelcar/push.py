@@ -8,16 +8,20 @@ then the tags: a tag never points at an image that was not verified.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from llm_platform.errors import RegistryError, StaleDigestError
 from llm_platform.logs import get_logger
 from llm_platform.modelcar import tar_layer
 from llm_platform.modelcar.blob import Blob
 from llm_platform.modelcar.image import ImagePlan, ModelLayer
+from llm_platform.modelcar.layer_stream import LayerStream
 from llm_platform.oci import OCI_CONFIG, OCI_MANIFEST
 from llm_platform.registry.client import RegistryClient
 
@@ -49,21 +53,85 @@ class PushTarget:
     mount_sources: Sequence[str] = ()
     stream_unknown: Callable[[ModelLayer], bool] = lambda layer: False
     concurrency: int = 4
+    spool_dir: Path | None = (
+        None  # where a large hub layer of unknown digest waits for its upload (else: read twice)
+    )
 
 
 class _KnownDigestLayer:
     """A model layer whose digest is known (a hashing pass just learnt it, or the digest cache or the previous
-    image recorded it), streamed for upload without hashing: the registry checks the bytes against the digest
-    on commit, so a file that changed since its digest was learnt is rejected there."""
+    image recorded it), streamed for upload without hashing the layer: the registry checks the bytes against the
+    digest on commit, so a file that changed since its digest was learnt is rejected there. Files streamed from
+    the hub are still verified as they arrive (sha256 or git blob id), so a wrong byte from the hub fails before
+    the commit, and their upload resumes mid-layer (`open_from`)."""
 
     def __init__(self, layer: ModelLayer) -> None:
         self.layer = layer
         self.digest = layer.digest
         self.size = layer.size
         self.media_type = layer.media_type
+        self.resumable = layer.resumable
+        self._stream = LayerStream(layer.files, hash_layer=False) if layer.resumable else None
 
     def open(self) -> Iterator[bytes]:
+        if self._stream is not None:
+            return self.open_from(0)
         return tar_layer.stream_layer([(f.path, f.size, f.opener) for f in self.layer.files])
+
+    def open_from(self, start: int) -> Iterator[bytes]:
+        assert self._stream is not None
+        return self._stream.read(start, on_end=lambda digest, size: None)
+
+
+# A layer of hub files whose digest must be known before its upload starts is held in memory up to this size
+# (one download instead of two; at most this much per concurrent upload).
+HELD_IN_MEMORY_MAX = 16 << 20
+
+
+class _HeldLayer:
+    """A model layer of hub files read once, its digest learnt on the way, and kept until it is uploaded: in
+    memory when small (`HELD_IN_MEMORY_MAX`), else in a file of the spool directory (deleted after). For a
+    registry that needs the digest before the upload starts."""
+
+    resumable = True
+
+    def __init__(self, layer: ModelLayer, spool_dir: Path | None) -> None:
+        self.media_type, self.size = layer.media_type, layer.size
+        self._data: bytes | None = None
+        self._path: Path | None = None
+        if spool_dir is None:
+            self._data = b"".join(layer.open())
+        else:
+            spool_dir.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix="layer-", suffix=".tar", dir=spool_dir)
+            self._path = Path(name)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    for chunk in layer.open():
+                        out.write(chunk)
+            except BaseException:
+                self.remove()
+                raise
+        self.digest = layer.digest
+
+    def open(self) -> Iterator[bytes]:
+        return self.open_from(0)
+
+    def open_from(self, start: int) -> Iterator[bytes]:
+        if self._data is not None:
+            for at in range(start, len(self._data), tar_layer.CHUNK):
+                yield self._data[at : at + tar_layer.CHUNK]
+            return
+        assert self._path is not None
+        with self._path.open("rb") as spooled:
+            spooled.seek(start)
+            while chunk := spooled.read(tar_layer.CHUNK):
+                yield chunk
+
+    def remove(self) -> None:
+        self._data = None
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
 
 
 def blob_label(blob: Blob) -> str:
@@ -81,7 +149,24 @@ def ensure_blob(target: PushTarget, blob: Blob, counters: PushCounters) -> None:
         counters.add("bytes_uploaded", client.upload_blob(repository, blob, label=label))
         counters.add("uploaded")
         return
-    digest = blob.digest  # reads and hashes a local file whose digest is not known yet
+    held: _HeldLayer | None = None
+    if isinstance(blob, ModelLayer) and blob.resumable and not blob.known:
+        if blob.size <= HELD_IN_MEMORY_MAX:
+            held = _HeldLayer(blob, None)
+        elif target.spool_dir is not None:
+            held = _HeldLayer(blob, target.spool_dir)
+    try:
+        _ensure_known(target, blob, counters, label, held)
+    finally:
+        if held is not None:
+            held.remove()
+
+
+def _ensure_known(
+    target: PushTarget, blob: Blob, counters: PushCounters, label: str, held: _HeldLayer | None
+) -> None:
+    client, repository = target.client, target.repository
+    digest = blob.digest  # reads and hashes a file whose digest is not known yet (a hub file: downloads it)
     size = client.blob_size(repository, digest)
     if size is not None:
         if size != blob.size:
@@ -101,7 +186,8 @@ def ensure_blob(target: PushTarget, blob: Blob, counters: PushCounters) -> None:
         counters.add("uploaded")
         return
     try:
-        counters.add("bytes_uploaded", client.upload_blob(repository, _KnownDigestLayer(blob), label=label))
+        upload = held if held is not None else _KnownDigestLayer(blob)
+        counters.add("bytes_uploaded", client.upload_blob(repository, upload, label=label))
     except RegistryError as exc:
         if "DIGEST_INVALID" not in exc.codes:
             raise

@@ -10,6 +10,7 @@ bytes are handed on, so no layer, upload or digest-cache entry is made of a file
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import os
@@ -123,14 +124,41 @@ class _StableFile(io.RawIOBase):
         super().close()
 
 
-class _VerifyingReader(io.RawIOBase):
-    """Reads a source stream, hashing it; at end of file checks size and (if known) sha256."""
+class ContentHash:
+    """The running hashes of a file's bytes, and how many there were: sha256 always; git's blob id (sha1 of
+    `blob <size>\\0` and the bytes) too when the hub gave only that for the file (a small, non-LFS one).
+    `copy()` is a few hundred bytes: what a resumed read starts from (`layer_stream`)."""
 
-    def __init__(self, model_file: ModelFile, raw: BinaryIO) -> None:
+    def __init__(self, model_file: ModelFile) -> None:
+        self.sha256 = hashlib.sha256()
+        self.git_blob = (
+            hashlib.sha1(b"blob %d\0" % model_file.size)
+            if model_file.known_sha256 is None and model_file.known_git_blob is not None
+            else None
+        )
+        self.count = 0
+
+    def update(self, data: Any) -> None:
+        self.sha256.update(data)
+        if self.git_blob is not None:
+            self.git_blob.update(data)
+        self.count += len(data)
+
+    def copy(self) -> ContentHash:
+        twin = copy.copy(self)
+        twin.sha256 = self.sha256.copy()
+        twin.git_blob = self.git_blob.copy() if self.git_blob is not None else None
+        return twin
+
+
+class _VerifyingReader(io.RawIOBase):
+    """Reads a source stream, hashing it; at end of file checks size and (if known) sha256 or git blob id.
+    `hashes`: the hashes of the bytes before the stream's first one (a read resumed mid-file)."""
+
+    def __init__(self, model_file: ModelFile, raw: BinaryIO, hashes: ContentHash | None = None) -> None:
         self._file = model_file
         self._raw = raw
-        self._hash = hashlib.sha256()
-        self._count = 0
+        self.hashes = hashes or ContentHash(model_file)
         self._done = False
 
     def readable(self) -> bool:
@@ -148,11 +176,10 @@ class _VerifyingReader(io.RawIOBase):
             buffer[:count] = data
         if count:
             with memoryview(buffer) as view:
-                self._hash.update(view[:count])
-            self._count += count
+                self.hashes.update(view[:count])
         elif not self._done:
             self._done = True
-            self._file._verified(self._count, self._hash.hexdigest())
+            self._file._verified(self.hashes)
         return count
 
     def close(self) -> None:
@@ -162,13 +189,23 @@ class _VerifyingReader(io.RawIOBase):
 
 @dataclass(eq=False)
 class ModelFile:
-    """One file of the model: `path` under /models, its `size`, and its content `sha256`."""
+    """One file of the model: `path` under /models, its `size`, and its content `sha256`.
+
+    `opener_at` is set for a file read over the network (streamed from the hub): it opens the file's bytes
+    from an offset, so a read cut or a layer upload resumed mid-file goes on from there; such a file is
+    verified on every read, also when its layer's digest is known (`remote`)."""
 
     path: str
     size: int
     opener: Callable[[], BinaryIO] = field(repr=False)
     known_sha256: str | None = None
     origin: str = ""
+    known_git_blob: str | None = None  # the hub's git blob id, checked when no sha256 is known
+    opener_at: Callable[[int], BinaryIO] | None = field(default=None, repr=False)
+
+    @property
+    def remote(self) -> bool:
+        return self.opener_at is not None
 
     @property
     def sha256(self) -> str:
@@ -184,14 +221,29 @@ class ModelFile:
         """A reader of the file's bytes that fails at the end if size or sha256 differ from the record."""
         return io.BufferedReader(_VerifyingReader(self, self.opener()), buffer_size=1 << 20)
 
-    def _verified(self, size: int, sha256: str) -> None:
-        if size != self.size:
+    def open_verified(self, start: int = 0, hashes: ContentHash | None = None) -> _VerifyingReader:
+        """An unbuffered verifying reader from byte `start` on (a remote file only, unless 0), whose hashes go
+        on from `hashes` (those of the bytes before `start`): its `hashes` are exact after every read."""
+        if start:
+            assert self.opener_at is not None and hashes is not None and hashes.count == start
+            return _VerifyingReader(self, self.opener_at(start), hashes)
+        return _VerifyingReader(self, self.opener())
+
+    def _verified(self, hashes: ContentHash) -> None:
+        if hashes.count != self.size:
             raise PlatformError(
-                f"{self.origin}{self.path}: read {size} bytes, expected {self.size} (changed since it was listed?)"
+                f"{self.origin}{self.path}: read {hashes.count} bytes, expected {self.size} (changed since it was "
+                f"listed?)"
             )
+        sha256 = hashes.sha256.hexdigest()
         if self.known_sha256 is not None and sha256 != self.known_sha256:
             raise PlatformError(
                 f"{self.origin}{self.path}: sha256 {sha256} does not match the recorded {self.known_sha256}"
+            )
+        if hashes.git_blob is not None and hashes.git_blob.hexdigest() != self.known_git_blob:
+            raise PlatformError(
+                f"{self.origin}{self.path}: git blob id {hashes.git_blob.hexdigest()} does not match the hub's "
+                f"{self.known_git_blob}"
             )
         self.known_sha256 = sha256
 
@@ -297,15 +349,18 @@ def huggingface_source(
     endpoint: str | None = None,
     bounds: NetworkBounds | None = None,
     retries: int | None = None,
+    stream: bool = False,
 ) -> ModelSource:
-    """The spec's files from the hub: the revision resolved to its commit sha, sizes and LFS sha256s
-    from the hub's metadata; each file is downloaded on first open (into the hub cache) and verified.
+    """The spec's files from the hub: the revision resolved to its commit sha, sizes, LFS sha256s and git blob
+    ids from the hub's metadata; each file is downloaded on first open (into the hub cache) and verified, or
+    with `stream` read straight from the hub on every open, never written anywhere (`hub_stream`).
     Every request runs under `bounds` (default: `NetworkBounds.from_timeout()`) with `retries` retries, and
     every failure is one line naming the repo and the file (`hub_http.hub_error`).
-    The token is passed to huggingface_hub only; it never appears in a log or an error."""
+    The token goes to huggingface_hub (and, streaming, to the hub's own host) only; it never appears in a log
+    or an error."""
     from huggingface_hub import HfApi
 
-    from llm_platform.modelcar import hub_http
+    from llm_platform.modelcar import hub_http, hub_stream
 
     bounds = bounds or NetworkBounds.from_timeout()
     retries = hub_http.HUB_RETRIES if retries is None else retries
@@ -327,6 +382,13 @@ def huggingface_source(
         raise PlatformError(f"{where}: the hub resolved the pinned commit to {commit}")
     log.info("%s resolved to commit %s", where, commit)
     siblings = {s.rfilename: s for s in info.siblings or []}
+    streamer = (
+        hub_stream.HubFiles(
+            repo, commit, where, token=token or None, endpoint=endpoint, bounds=bounds, retries=retries
+        )
+        if stream
+        else None
+    )
     files = []
     for path in select(siblings, spec):
         sibling = siblings[path]
@@ -349,13 +411,22 @@ def huggingface_source(
             )
             return cast(BinaryIO, _StableFile(local, f"{where}: {path} (hub cache {local})"))
 
+        def stream_from(start: int, path: str = path, size: int = int(size)) -> BinaryIO:
+            assert streamer is not None
+            return cast(BinaryIO, streamer.open(path, size, start))
+
+        def stream_whole(path: str = path, size: int = int(size)) -> BinaryIO:
+            return stream_from(0, path, size)
+
         files.append(
             ModelFile(
                 path=path,
                 size=int(size),
-                opener=download,
+                opener=download if streamer is None else stream_whole,
                 known_sha256=lfs.sha256 if lfs is not None else None,
                 origin=f"{where}: ",
+                known_git_blob=sibling.blob_id if lfs is None else None,
+                opener_at=None if streamer is None else stream_from,
             )
         )
     return _finish("huggingface", where, commit, files)
@@ -368,10 +439,15 @@ def open_source(
     token: str | None = None,
     cache_dir: Path | None = None,
     bounds: NetworkBounds | None = None,
+    stream: bool = False,
 ) -> ModelSource:
-    """`--source-dir` when given, otherwise the hub (token: the flag, else HF_TOKEN)."""
+    """`--source-dir` when given, otherwise the hub (token: the flag, else HF_TOKEN), streamed with `stream`."""
     if source_dir is not None:
         return local_source(spec, source_dir)
     return huggingface_source(
-        spec, token=token or os.environ.get("HF_TOKEN") or None, cache_dir=cache_dir, bounds=bounds
+        spec,
+        token=token or os.environ.get("HF_TOKEN") or None,
+        cache_dir=cache_dir,
+        bounds=bounds,
+        stream=stream,
     )

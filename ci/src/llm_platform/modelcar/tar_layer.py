@@ -100,12 +100,26 @@ def padding(size: int) -> bytes:
     return b"\0" * (-size % BLOCK)
 
 
+# A piece of a layer: header, padding or trailer bytes, or the index of the file whose bytes go there.
+Segment = bytes | int
+
+
+def layer_segments(files: Sequence[tuple[str, int]]) -> list[Segment]:
+    """The layer of `files` ((path, size), sorted by path) as its pieces, in order: the one definition of a
+    layer's bytes, which streaming, sizing and resuming all walk."""
+    held: set[str] = set()
+    segments: list[Segment] = []
+    for index, (path, size) in enumerate(files):
+        segments += [_file_headers(path, size, held), index, padding(size)]
+    segments.append(TRAILER)
+    return segments
+
+
 def layer_size(files: Sequence[tuple[str, int]]) -> int:
     """Exact size of the layer of `files` ((path, size), sorted by path) before a byte of them is read."""
-    held: set[str] = set()
     return sum(
-        len(_file_headers(path, size, held)) + size + len(padding(size)) for path, size in files
-    ) + len(TRAILER)
+        len(segment) if isinstance(segment, bytes) else files[segment][1] for segment in layer_segments(files)
+    )
 
 
 def stream_layer(files: Sequence[tuple[str, int, Callable[[], BinaryIO]]]) -> Iterator[bytes]:
@@ -114,22 +128,26 @@ def stream_layer(files: Sequence[tuple[str, int, Callable[[], BinaryIO]]]) -> It
     Each file must still have the size its header announces: a file that grew or shrank since it was
     listed would give a corrupt layer, so that is an error, not a silent truncation.
     """
-    held: set[str] = set()
-    for path, size, open_source in files:
-        yield _file_headers(path, size, held)
+    for segment in layer_segments([(path, size) for path, size, _ in files]):
+        if isinstance(segment, bytes):
+            yield segment
+            continue
+        path, size, open_source = files[segment]
         remaining = size
         with open_source() as source:
             while remaining:
                 chunk = source.read(min(CHUNK, remaining))
                 if not chunk:
-                    raise PlatformError(
-                        f"{path}: file is shorter than its recorded {size} bytes (changed during the build?)"
-                    )
+                    raise PlatformError(shorter_than_recorded(path, size))
                 remaining -= len(chunk)
                 yield chunk
             if source.read(1):
-                raise PlatformError(
-                    f"{path}: file is longer than its recorded {size} bytes (changed during the build?)"
-                )
-        yield padding(size)
-    yield TRAILER
+                raise PlatformError(longer_than_recorded(path, size))
+
+
+def shorter_than_recorded(path: str, size: int) -> str:
+    return f"{path}: file is shorter than its recorded {size} bytes (changed during the build?)"
+
+
+def longer_than_recorded(path: str, size: int) -> str:
+    return f"{path}: file is longer than its recorded {size} bytes (changed during the build?)"

@@ -35,7 +35,9 @@ _RANGE_RE = re.compile(r"^(?:bytes=)?(\d+)-(\d+)$")
 
 
 class BlobSource(Protocol):
-    """What the client uploads: `open()` yields the blob's exact bytes in bounded chunks."""
+    """What the client uploads: `open()` yields the blob's exact bytes in bounded chunks. A blob whose
+    `resumable` is true also has `open_from(offset)`, the bytes from there on: an upload resumed mid-blob
+    reads from there instead of reading (and dropping) everything before it."""
 
     @property
     def digest(self) -> str: ...
@@ -219,10 +221,12 @@ class _BlobCursor:
     """Walks a blob's stream once: `take(n)` yields the next n bytes, starting at `start` (skipped, not sent)."""
 
     def __init__(self, blob: BlobSource, start: int) -> None:
-        self._prefetch = _Prefetched(iter(blob.open()))
+        resumable = start > 0 and getattr(blob, "resumable", False)
+        pieces = blob.open_from(start) if resumable else blob.open()  # type: ignore[attr-defined]
+        self._prefetch = _Prefetched(iter(pieces))
         self._pieces: Iterator[bytes] = self._prefetch
         self._pending = b""
-        self._skip = start
+        self._skip = 0 if resumable else start
 
     def _next_piece(self) -> bytes:
         if self._pending:
