@@ -570,15 +570,19 @@ def test_no_key_material_or_password_in_output_logs_registry_or_files(
 def test_user_errors_exit_2_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv(SIGNING_KEY_ENV, raising=False)
-    monkeypatch.delenv(SIGNING_KEY_PASSWORD_ENV, raising=False)
+    for name in (
+        SIGNING_KEY_ENV,
+        SIGNING_KEY_PASSWORD_ENV,
+        "SIGSTORE_ID_TOKEN",
+        "GITHUB_ACTIONS",
+        "GITLAB_CI",
+    ):
+        monkeypatch.delenv(name, raising=False)
     spec = tmp_path / "m.yaml"
     keys = make_keys(tmp_path / "keys")
     ref = "127.0.0.1:1/modelcars/m@sha256:" + "a" * 64
     cases = {
-        (
-            "--keyless",
-        ): "--keyless: keyless signing (Fulcio certificate and Rekor entry from the CI's OIDC token) is not supported in this build",
+        ("--keyless",): "--keyless: no OIDC identity token: set $SIGSTORE_ID_TOKEN",
         (): f"no signing key: give --key FILE or set ${SIGNING_KEY_ENV} (the PEM text)",
         ("--key", str(tmp_path / "missing.key")): f"{tmp_path / 'missing.key'}: cannot read the signing key",
         (

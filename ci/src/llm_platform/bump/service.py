@@ -40,7 +40,7 @@ def _verify(root: Path, layout: Layout, model: str, ref: str, verify_key: Path |
     key = verify_key or configured_key(root)
     if key is None:
         return
-    if not key.is_file():
+    if isinstance(key, Path) and not key.is_file():
         raise InputError(f"--verify-key {key}: no such file")
     spec_path = root / layout.modelcars / f"{model}.yaml"
     spec = load_spec(spec_path) if spec_path.is_file() else None

@@ -21,6 +21,7 @@ from llm_platform.cli.modelcar import (
     source_options,
 )
 from llm_platform.cli.modelcar import app as modelcar_app
+from llm_platform.cli.modelcar_sign import TrustConfigOption
 from llm_platform.errors import InputError, PlatformError
 from llm_platform.registry import PASSWORD_ENV, USERNAME_ENV, MiB, UploadMode
 from llm_platform.signing import SIGNING_KEY_ENV, SIGNING_KEY_PASSWORD_ENV
@@ -121,6 +122,15 @@ def publish(
             f"key; ${SIGNING_KEY_ENV} (the PEM text) signs too. Password: ${SIGNING_KEY_PASSWORD_ENV}.",
         ),
     ] = None,
+    keyless: Annotated[
+        bool,
+        typer.Option(
+            "--keyless",
+            help="Sign the pushed image keyless (`modelcar sign --keyless`): a Fulcio certificate for "
+            "$SIGSTORE_ID_TOKEN or the CI's ambient OIDC token, a Rekor entry per signature.",
+        ),
+    ] = False,
+    sigstore_trust_config: TrustConfigOption = None,
 ) -> None:
     """Build the modelcar of SPEC and push it; print its verified REGISTRY/REPOSITORY@sha256:... reference.
 
@@ -134,10 +144,11 @@ def publish(
     from llm_platform.modelcar.publish import PushOptions, publish_modelcar
 
     signing_key = None
-    if sign_key is not None or os.environ.get(SIGNING_KEY_ENV):
-        from llm_platform.signing.keys import load_signing_key
+    if keyless or sign_key is not None or os.environ.get(SIGNING_KEY_ENV) or sigstore_trust_config:
+        from llm_platform.cli.modelcar_sign import load_signer
 
-        signing_key = load_signing_key(sign_key)  # a bad key or password fails before anything is pushed
+        # A bad key or password, or no identity token or an unreachable Fulcio, fails before anything is pushed.
+        signing_key = load_signer(sign_key, keyless, sigstore_trust_config, timeout)
     password: SecretStr | None = None
     if password_stdin:
         password = SecretStr(sys.stdin.readline().rstrip("\r\n"))

@@ -17,6 +17,8 @@ from llm_platform.signing import SIGNING_KEY_ENV, SIGNING_KEY_PASSWORD_ENV
 if TYPE_CHECKING:
     from llm_platform.registry.client import RegistryClient
     from llm_platform.registry.reference import ImageReference
+    from llm_platform.signing.keyless import KeylessSigner
+    from llm_platform.signing.keys import SigningKey
 
 # The core (llm_platform.signing, cryptography, httpx) is imported inside the commands: `llm-platform` starts
 # without it.
@@ -34,6 +36,14 @@ InsecureOption = Annotated[
 ]
 UsernameOption = Annotated[
     str | None, typer.Option("--username", help=f"Registry user (default: ${USERNAME_ENV}, then auth files).")
+]
+TrustConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--sigstore-trust-config",
+        help="Keyless: a Sigstore client trust config (trusted root and signing config, JSON) of a private "
+        "instance; default: Sigstore's public-good instance, its trust root refreshed over TUF.",
+    ),
 ]
 PasswordStdinOption = Annotated[
     bool,
@@ -88,8 +98,14 @@ def sign(
         ),
     ] = None,
     keyless: Annotated[
-        bool, typer.Option("--keyless", help="Fulcio/Rekor keyless signing: not supported in this build.")
+        bool,
+        typer.Option(
+            "--keyless",
+            help="Sign keyless: an ephemeral key, a Fulcio certificate for the OIDC identity "
+            "($SIGSTORE_ID_TOKEN, else the CI's ambient token) and a Rekor entry per signature.",
+        ),
     ] = False,
+    sigstore_trust_config: TrustConfigOption = None,
     insecure_registry: InsecureOption = None,
     username: UsernameOption = None,
     password_stdin: PasswordStdinOption = False,
@@ -100,18 +116,13 @@ def sign(
     Pushes, as OCI 1.1 referrers of the image (the referrers tag sha256-<hex> where the registry has no
     referrers API): a cosign-compatible signature of the manifest digest (tag sha256-<hex>.sig), an OpenSSF
     Model Signing bundle over the files' sha256 (from the layer annotations), a SLSA v1 provenance statement,
-    and a ModelPack manifest over the image's own layer blobs. No weight byte is read or uploaded.
+    and a ModelPack manifest over the image's own layer blobs. No weight byte is read or uploaded. With
+    --keyless the signature is a sigstore bundle referrer (cosign v3's form) instead of the .sig tag.
     """
-    if keyless:
-        raise InputError(
-            "--keyless: keyless signing (Fulcio certificate and Rekor entry from the CI's OIDC token) is not "
-            "supported in this build; sign with --key or $" + SIGNING_KEY_ENV
-        )
     from llm_platform.modelcar.spec import load_spec
-    from llm_platform.signing.keys import load_signing_key
     from llm_platform.signing.sign import sign_image
 
-    signing_key = load_signing_key(key)
+    signing_key = load_signer(key, keyless, sigstore_trust_config, timeout)
     loaded = load_spec(spec)
     image, client = _client(ref, insecure_registry, username, password_stdin, timeout)
     with client:
@@ -119,12 +130,46 @@ def sign(
     typer.echo(result.model_dump_json(indent=2))
 
 
+def load_signer(
+    key: Path | None, keyless: bool, trust_config: Path | None, timeout: float | None
+) -> SigningKey | KeylessSigner:
+    """The key (`--key`, else $LLM_PLATFORM_SIGNING_KEY), or with `keyless` a signer holding a Fulcio
+    certificate: either way ready before anything is pushed."""
+    if keyless:
+        if key is not None:
+            raise InputError("--keyless and a signing key: give one of them")
+        from llm_platform.network import NetworkBounds
+        from llm_platform.signing.keyless import KeylessSigner
+
+        return KeylessSigner.from_environment(trust_config, NetworkBounds.from_timeout(timeout))
+    if trust_config is not None:
+        raise InputError("--sigstore-trust-config applies to --keyless only")
+    from llm_platform.signing.keys import load_signing_key
+
+    return load_signing_key(key)
+
+
 @modelcar_app.command("verify")
 def verify(
     ref: RefArg,
     key: Annotated[
-        Path, typer.Option("--key", help="PEM public key (cosign.pub) the image must be signed with.")
-    ],
+        Path | None, typer.Option("--key", help="PEM public key (cosign.pub) the image must be signed with.")
+    ] = None,
+    certificate_identity: Annotated[
+        str | None,
+        typer.Option(
+            "--certificate-identity",
+            help="Keyless: the identity the Fulcio certificate must name (a workflow URL, an email).",
+        ),
+    ] = None,
+    certificate_oidc_issuer: Annotated[
+        str | None,
+        typer.Option(
+            "--certificate-oidc-issuer",
+            help="Keyless: the OIDC issuer that vouched for it (https://token.actions.githubusercontent.com).",
+        ),
+    ] = None,
+    sigstore_trust_config: TrustConfigOption = None,
     spec: SpecOption = None,
     insecure_registry: InsecureOption = None,
     username: UsernameOption = None,
@@ -139,11 +184,32 @@ def verify(
     ModelPack manifest against the image's layers; the referrers listing. Exit 1 when any check fails.
     """
     from llm_platform.modelcar.spec import load_spec
-    from llm_platform.signing.keys import load_verifying_key
+    from llm_platform.signing.keyless import KeylessIdentity
+    from llm_platform.signing.keys import VerifyingKey, load_verifying_key
     from llm_platform.signing.verify import verify_image
 
-    public_key = load_verifying_key(key)
+    keyless = certificate_identity is not None or certificate_oidc_issuer is not None
+    if keyless == (key is not None):
+        raise InputError("give --key, or --certificate-identity with --certificate-oidc-issuer")
     loaded = load_spec(spec) if spec else None
+    public_key: VerifyingKey | KeylessIdentity
+    if key is not None:
+        if sigstore_trust_config is not None:
+            raise InputError("--sigstore-trust-config applies to keyless verification only")
+        public_key = load_verifying_key(key)
+    else:
+        from llm_platform.network import NetworkBounds
+
+        if not certificate_identity or not certificate_oidc_issuer:
+            raise InputError(
+                "keyless verification needs both --certificate-identity and --certificate-oidc-issuer"
+            )
+        public_key = KeylessIdentity.load(
+            certificate_identity,
+            certificate_oidc_issuer,
+            sigstore_trust_config,
+            NetworkBounds.from_timeout(timeout),
+        )
     image, client = _client(ref, insecure_registry, username, password_stdin, timeout)
     with client:
         report = verify_image(client, image, public_key, loaded)

@@ -34,8 +34,9 @@ from llm_platform.oci import (
 from llm_platform.registry.client import RegistryClient
 from llm_platform.registry.reference import ImageReference
 from llm_platform.signing import cosign, modelpack, oms, provenance
-from llm_platform.signing.dsse import signed_bundle
+from llm_platform.signing.dsse import signed_bundle, statement
 from llm_platform.signing.files import LayerFile, model_files
+from llm_platform.signing.keyless import COSIGN_SIGN_PREDICATE, KeylessSigner
 from llm_platform.signing.keys import SigningKey, VerifyingKey
 from llm_platform.signing.referrers import (
     EMPTY_CONFIG,
@@ -67,8 +68,10 @@ class SignResult(BaseModel):
 
     reference: str
     digest: str
-    key_id: str
-    signature_tag: str
+    key_id: str | None  # the signing key's id; None when signed keyless
+    identity: str | None = None  # keyless: the certificate's identity and its OIDC issuer
+    issuer: str | None = None
+    signature_tag: str | None  # the cosign `.sig` tag (key signing); keyless signatures are a bundle referrer
     referrers_tag: str | None  # set when the registry has no referrers API and the tag stands in for it
     attachments: list[Attachment]
     bytes_uploaded: int
@@ -135,6 +138,32 @@ def _signature(
     return attached, image
 
 
+def _keyless_signature(
+    client: RegistryClient, ref: ImageReference, digest: str, subject: dict[str, Any], signer: KeylessSigner
+) -> Attached:
+    """The signature of the manifest digest as cosign v3 stores a keyless one: a sigstore bundle (DSSE, predicate
+    type cosign/sign/v1, subject the manifest digest) attached as a referrer."""
+    algorithm, _, hex_digest = digest.partition(":")
+    document = statement([{"name": ref.name, "digest": {algorithm: hex_digest}}], COSIGN_SIGN_PREDICATE, {})
+    bundle = signer.bundle(document)
+    manifest = artifact_manifest(
+        SIGSTORE_BUNDLE,
+        [
+            descriptor(
+                SIGSTORE_BUNDLE,
+                bundle,
+                annotations={"org.opencontainers.image.title": f"{referrers_tag(digest)}.sigstore.json"},
+            )
+        ],
+        subject,
+        annotations={
+            ANNOTATION_BUNDLE_CONTENT: "dsse-envelope",
+            ANNOTATION_BUNDLE_PREDICATE_TYPE: COSIGN_SIGN_PREDICATE,
+        },
+    )
+    return attach(client, ref.repository, manifest, [EMPTY_CONFIG, bundle])
+
+
 def _keep_other_signers(
     client: RegistryClient,
     repository: str,
@@ -164,12 +193,13 @@ def _keep_other_signers(
 def sign_image(
     client: RegistryClient,
     ref: ImageReference,
-    key: SigningKey,
+    key: SigningKey | KeylessSigner,
     spec: ModelcarSpec,
     *,
     builder: provenance.Builder | None = None,
 ) -> SignResult:
-    """Sign the modelcar `ref` (a tag is resolved to its digest) with `key`; attach OMS, provenance, ModelPack.
+    """Sign the modelcar `ref` (a tag is resolved to its digest) with `key` (or keyless: a Fulcio certificate
+    and Rekor entries); attach OMS, provenance, ModelPack.
 
     `spec` is the spec the image was built from (checked against the image's annotations); `builder` says
     what built it (default: this CLI)."""
@@ -186,8 +216,11 @@ def sign_image(
     repository = ref.repository
     results: list[tuple[AttachmentKind, str, Attached]] = []
 
-    signature, _ = _signature(client, ref, digest, subject, key)
-    results.append(("signature", COSIGN_SIGNATURE_ARTIFACT, signature))
+    if isinstance(key, KeylessSigner):
+        results.append(("signature", SIGSTORE_BUNDLE, _keyless_signature(client, ref, digest, subject, key)))
+    else:
+        signature, _ = _signature(client, ref, digest, subject, key)
+        results.append(("signature", COSIGN_SIGNATURE_ARTIFACT, signature))
 
     statements: list[tuple[AttachmentKind, str, dict[str, Any]]] = [
         ("oms", oms.PREDICATE_TYPE, oms.oms_statement(spec.name, files)),
@@ -205,7 +238,7 @@ def sign_image(
         ),
     ]
     for kind, predicate_type, document in statements:
-        bundle = signed_bundle(key, document)
+        bundle = key.bundle(document) if isinstance(key, KeylessSigner) else signed_bundle(key, document)
         bundle_manifest = artifact_manifest(
             SIGSTORE_BUNDLE,
             [descriptor(SIGSTORE_BUNDLE, bundle)],
@@ -229,8 +262,10 @@ def sign_image(
     result = SignResult(
         reference=str(pinned),
         digest=digest,
-        key_id=key.key_id,
-        signature_tag=cosign.signature_tag(digest),
+        key_id=None if isinstance(key, KeylessSigner) else key.key_id,
+        identity=key.identity if isinstance(key, KeylessSigner) else None,
+        issuer=key.issuer if isinstance(key, KeylessSigner) else None,
+        signature_tag=None if isinstance(key, KeylessSigner) else cosign.signature_tag(digest),
         referrers_tag=referrers_tag(digest) if any(a.indexed_by == "tag" for _, _, a in results) else None,
         attachments=[
             Attachment(kind=kind, digest=a.digest, artifact_type=artifact_type, indexed_by=a.indexed_by)
@@ -239,9 +274,8 @@ def sign_image(
         bytes_uploaded=sum(a.bytes_uploaded for _, _, a in results),
         blobs_uploaded=sum(a.blobs_uploaded for _, _, a in results),
     )
-    log.info(
-        "signed %s with key %s…: %d attachments", result.reference, key.key_id[:12], len(result.attachments)
-    )
+    by = f"identity {result.identity}" if result.key_id is None else f"key {result.key_id[:12]}…"
+    log.info("signed %s with %s: %d attachments", result.reference, by, len(result.attachments))
     return result
 
 

@@ -30,6 +30,7 @@ from llm_platform.registry.reference import ImageReference
 from llm_platform.signing import cosign, oms, provenance
 from llm_platform.signing.dsse import BadBundleError, open_bundle
 from llm_platform.signing.files import LayerFile, model_files
+from llm_platform.signing.keyless import COSIGN_SIGN_PREDICATE, BadKeylessBundleError, KeylessIdentity
 from llm_platform.signing.keys import VerifyingKey
 from llm_platform.signing.referrers import Referrers, list_referrers
 from llm_platform.signing.sign import check_spec, fetch_modelcar, resolve_digest
@@ -53,8 +54,9 @@ class VerifyReport(BaseModel):
 
     reference: str
     digest: str
-    key_id: str
+    key_id: str | None  # None: verified keyless, against `identity`
     checks: list[Check]
+    identity: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -68,7 +70,9 @@ class _CheckFailedError(Exception):
 class _Image:
     """What the checks share: the image, its files and its referrers, fetched once."""
 
-    def __init__(self, client: RegistryClient, ref: ImageReference, digest: str, key: VerifyingKey) -> None:
+    def __init__(
+        self, client: RegistryClient, ref: ImageReference, digest: str, key: VerifyingKey | KeylessIdentity
+    ) -> None:
         self.client, self.ref, self.digest, self.key = client, ref, digest, key
         _, self.manifest = fetch_modelcar(client, ref, digest)
         self.annotations: dict[str, str] = self.manifest.get("annotations") or {}
@@ -110,8 +114,38 @@ class _Image:
     def blob(self, digest: str) -> bytes:
         return self.client.get_blob(self.ref.repository, digest, max_size=_SMALL)
 
+    @property
+    def signer(self) -> str:
+        if isinstance(self.key, KeylessIdentity):
+            return self.key.source
+        return "the key"
+
+    def open_bundle(self, bundle: bytes) -> dict[str, Any]:
+        if isinstance(self.key, KeylessIdentity):
+            try:
+                return self.key.open_bundle(bundle)
+            except BadKeylessBundleError as exc:
+                raise BadBundleError(str(exc)) from None
+        return open_bundle(self.key, bundle)
+
+
+def _keyless_signature(image: _Image) -> str:
+    """cosign v3's keyless signature: a bundle referrer whose statement names this manifest digest."""
+    algorithm, _, hex_digest = image.digest.partition(":")
+    for signed in _statements(image, COSIGN_SIGN_PREDICATE):
+        subjects = signed.get("subject")
+        if not isinstance(subjects, list):
+            continue
+        if signed.get("predicateType") == COSIGN_SIGN_PREDICATE and any(
+            isinstance(s, dict) and (s.get("digest") or {}).get(algorithm) == hex_digest for s in subjects
+        ):
+            return f"{image.digest} signed by {image.signer} (Fulcio certificate, Rekor entry; cosign bundle)"
+    raise _CheckFailedError(f"no signature by {image.signer} names {image.digest} as its subject")
+
 
 def _signature(image: _Image) -> str:
+    if isinstance(image.key, KeylessIdentity):
+        return _keyless_signature(image)
     tag = cosign.signature_tag(image.digest)
     try:
         body, _, media_type = image.client.get_manifest(image.ref.repository, tag)
@@ -147,7 +181,7 @@ def _statements(image: _Image, predicate_type: str) -> list[dict[str, Any]]:
     for manifest in image.attached(SIGSTORE_BUNDLE, predicate_type):
         for layer in manifest.get("layers") or []:
             try:
-                statements.append(open_bundle(image.key, image.blob(layer["digest"])))
+                statements.append(image.open_bundle(image.blob(layer["digest"])))
             except BadBundleError as exc:
                 reasons.append(str(exc))
     if not statements:
@@ -163,7 +197,7 @@ def _first_clean(statements: list[dict[str, Any]], problems: Callable[[dict[str,
 
 def _oms(image: _Image) -> str:
     _first_clean(_statements(image, oms.PREDICATE_TYPE), lambda s: oms.oms_problems(s, image.files))
-    return f"OMS v1.0 bundle signed by the key covers the {len(image.files)} files of the layer annotations"
+    return f"OMS v1.0 bundle signed by {image.signer} covers the {len(image.files)} files of the layer annotations"
 
 
 def _provenance(image: _Image, spec: ModelcarSpec | None) -> str:
@@ -174,7 +208,7 @@ def _provenance(image: _Image, spec: ModelcarSpec | None) -> str:
         ),
     )
     against = f"and spec {spec.name}" if spec else "(no --spec: the spec's hash not compared)"
-    return f"SLSA v1 provenance signed by the key matches the image {against}"
+    return f"SLSA v1 provenance signed by {image.signer} matches the image {against}"
 
 
 def _modelpack(image: _Image) -> str:
@@ -206,8 +240,11 @@ def _spec(image: _Image, spec: ModelcarSpec) -> str:
 
 
 def _referrers(image: _Image) -> str:
+    keyless = isinstance(image.key, KeylessIdentity)
     wanted = {
-        "signature": (COSIGN_SIGNATURE_ARTIFACT, None),
+        "signature": (SIGSTORE_BUNDLE, COSIGN_SIGN_PREDICATE)
+        if keyless
+        else (COSIGN_SIGNATURE_ARTIFACT, None),
         "OMS bundle": (SIGSTORE_BUNDLE, oms.PREDICATE_TYPE),
         "provenance": (SIGSTORE_BUNDLE, provenance.PREDICATE_TYPE),
         "ModelPack manifest": (MODELPACK_MANIFEST, None),
@@ -228,9 +265,13 @@ def _referrers(image: _Image) -> str:
 
 
 def verify_image(
-    client: RegistryClient, ref: ImageReference, key: VerifyingKey, spec: ModelcarSpec | None = None
+    client: RegistryClient,
+    ref: ImageReference,
+    key: VerifyingKey | KeylessIdentity,
+    spec: ModelcarSpec | None = None,
 ) -> VerifyReport:
-    """Check the signature and attestations of the modelcar `ref` with `key` (and, when given, `spec`)."""
+    """Check the signature and attestations of the modelcar `ref` with `key` (or, keyless, against an
+    identity and issuer) and, when given, `spec`."""
     digest = resolve_digest(client, ref)
     image = _Image(client, ref, digest, key)
     checks: list[tuple[str, Callable[[], str]]] = [("signature", lambda: _signature(image))]
@@ -249,5 +290,9 @@ def verify_image(
         except (_CheckFailedError, PlatformError) as exc:
             results.append(Check(name=name, ok=False, message=str(exc)))
     return VerifyReport(
-        reference=str(ref.with_digest(digest)), digest=digest, key_id=key.key_id, checks=results
+        reference=str(ref.with_digest(digest)),
+        digest=digest,
+        key_id=key.key_id if isinstance(key, VerifyingKey) else None,
+        identity=key.identity if isinstance(key, KeylessIdentity) else None,
+        checks=results,
     )
