@@ -53,9 +53,8 @@ class PushTarget:
     mount_sources: Sequence[str] = ()
     stream_unknown: Callable[[ModelLayer], bool] = lambda layer: False
     concurrency: int = 4
-    spool_dir: Path | None = (
-        None  # where a large hub layer of unknown digest waits for its upload (else: read twice)
-    )
+    # Where a large hub layer of unknown digest waits for its upload (None: it is read twice).
+    spool_dir: Path | None = None
 
 
 class _KnownDigestLayer:

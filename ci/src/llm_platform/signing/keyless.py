@@ -29,6 +29,7 @@ from llm_platform.errors import InputError, PlatformError
 from llm_platform.logs import get_logger
 from llm_platform.network import NetworkBounds
 from llm_platform.oci import IN_TOTO_PAYLOAD, canonical_json
+from llm_platform.signing.dsse import BadBundleError
 
 if TYPE_CHECKING:
     from sigstore.models import Bundle, ClientTrustConfig, TrustedRoot
@@ -188,10 +189,6 @@ class KeylessSigner:
         return signed.to_json().encode()
 
 
-class BadKeylessBundleError(Exception):
-    """Why a bundle is not a statement signed by the expected identity (one line)."""
-
-
 class KeylessIdentity:
     """What a keyless signature must show: the certificate's identity (its SAN: a workflow URL, an email) and
     the OIDC issuer that vouched for it, under the Sigstore instance's trusted root."""
@@ -225,7 +222,7 @@ class KeylessIdentity:
         try:
             parsed = Bundle.from_json(bundle)
         except Exception as exc:  # noqa: BLE001 - the bundle parser raises several types
-            raise BadKeylessBundleError(
+            raise BadBundleError(
                 f"does not verify for {self.source}: not a keyless sigstore bundle ({_scrub(str(exc), [])})"
             ) from None
         try:
@@ -233,15 +230,13 @@ class KeylessIdentity:
                 parsed, policy.Identity(identity=self.identity, issuer=self.issuer)
             )
         except (SigstoreError, ValueError) as exc:
-            raise BadKeylessBundleError(
-                f"does not verify for {self.source}: {_scrub(str(exc), [])}"
-            ) from None
+            raise BadBundleError(f"does not verify for {self.source}: {_scrub(str(exc), [])}") from None
         if payload_type != IN_TOTO_PAYLOAD:
-            raise BadKeylessBundleError(f"DSSE payload type {payload_type!r}, expected {IN_TOTO_PAYLOAD}")
+            raise BadBundleError(f"DSSE payload type {payload_type!r}, expected {IN_TOTO_PAYLOAD}")
         try:
             statement = json.loads(payload)
         except ValueError:
-            raise BadKeylessBundleError("DSSE payload is not JSON") from None
+            raise BadBundleError("DSSE payload is not JSON") from None
         if not isinstance(statement, dict):
-            raise BadKeylessBundleError("DSSE payload is not an in-toto statement")
+            raise BadBundleError("DSSE payload is not an in-toto statement")
         return statement

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
+from functools import partial
 from importlib import metadata
 from typing import Any, Literal
 
@@ -138,6 +140,30 @@ def _signature(
     return attached, image
 
 
+def _attach_bundle(
+    client: RegistryClient,
+    repository: str,
+    bundle: bytes,
+    subject: dict[str, Any],
+    predicate_type: str,
+    layer_annotations: dict[str, str] | None = None,
+) -> Attached:
+    """A signed statement (sigstore bundle, DSSE) attached as a referrer, as cosign's BUNDLE_SPEC lays it out."""
+    layer = descriptor(
+        SIGSTORE_BUNDLE, bundle, **({"annotations": layer_annotations} if layer_annotations else {})
+    )
+    manifest = artifact_manifest(
+        SIGSTORE_BUNDLE,
+        [layer],
+        subject,
+        annotations={
+            ANNOTATION_BUNDLE_CONTENT: "dsse-envelope",
+            ANNOTATION_BUNDLE_PREDICATE_TYPE: predicate_type,
+        },
+    )
+    return attach(client, repository, manifest, [EMPTY_CONFIG, bundle])
+
+
 def _keyless_signature(
     client: RegistryClient, ref: ImageReference, digest: str, subject: dict[str, Any], signer: KeylessSigner
 ) -> Attached:
@@ -145,23 +171,10 @@ def _keyless_signature(
     type cosign/sign/v1, subject the manifest digest) attached as a referrer."""
     algorithm, _, hex_digest = digest.partition(":")
     document = statement([{"name": ref.name, "digest": {algorithm: hex_digest}}], COSIGN_SIGN_PREDICATE, {})
-    bundle = signer.bundle(document)
-    manifest = artifact_manifest(
-        SIGSTORE_BUNDLE,
-        [
-            descriptor(
-                SIGSTORE_BUNDLE,
-                bundle,
-                annotations={"org.opencontainers.image.title": f"{referrers_tag(digest)}.sigstore.json"},
-            )
-        ],
-        subject,
-        annotations={
-            ANNOTATION_BUNDLE_CONTENT: "dsse-envelope",
-            ANNOTATION_BUNDLE_PREDICATE_TYPE: COSIGN_SIGN_PREDICATE,
-        },
+    title = {"org.opencontainers.image.title": f"{referrers_tag(digest)}.sigstore.json"}
+    return _attach_bundle(
+        client, ref.repository, signer.bundle(document), subject, COSIGN_SIGN_PREDICATE, title
     )
-    return attach(client, ref.repository, manifest, [EMPTY_CONFIG, bundle])
 
 
 def _keep_other_signers(
@@ -216,11 +229,17 @@ def sign_image(
     repository = ref.repository
     results: list[tuple[AttachmentKind, str, Attached]] = []
 
+    sign_statement: Callable[[dict[str, Any]], bytes]
+    signer: dict[str, str | None]  # who signed, as SignResult names it
     if isinstance(key, KeylessSigner):
+        sign_statement = key.bundle
         results.append(("signature", SIGSTORE_BUNDLE, _keyless_signature(client, ref, digest, subject, key)))
+        signer = {"key_id": None, "identity": key.identity, "issuer": key.issuer, "signature_tag": None}
     else:
+        sign_statement = partial(signed_bundle, key)
         signature, _ = _signature(client, ref, digest, subject, key)
         results.append(("signature", COSIGN_SIGNATURE_ARTIFACT, signature))
+        signer = {"key_id": key.key_id, "signature_tag": cosign.signature_tag(digest)}
 
     statements: list[tuple[AttachmentKind, str, dict[str, Any]]] = [
         ("oms", oms.PREDICATE_TYPE, oms.oms_statement(spec.name, files)),
@@ -238,18 +257,9 @@ def sign_image(
         ),
     ]
     for kind, predicate_type, document in statements:
-        bundle = key.bundle(document) if isinstance(key, KeylessSigner) else signed_bundle(key, document)
-        bundle_manifest = artifact_manifest(
-            SIGSTORE_BUNDLE,
-            [descriptor(SIGSTORE_BUNDLE, bundle)],
-            subject,
-            annotations={
-                ANNOTATION_BUNDLE_CONTENT: "dsse-envelope",
-                ANNOTATION_BUNDLE_PREDICATE_TYPE: predicate_type,
-            },
-        )
+        bundle = sign_statement(document)
         results.append(
-            (kind, SIGSTORE_BUNDLE, attach(client, repository, bundle_manifest, [EMPTY_CONFIG, bundle]))
+            (kind, SIGSTORE_BUNDLE, _attach_bundle(client, repository, bundle, subject, predicate_type))
         )
 
     config_json = _config_json(client, repository, files)
@@ -262,10 +272,7 @@ def sign_image(
     result = SignResult(
         reference=str(pinned),
         digest=digest,
-        key_id=None if isinstance(key, KeylessSigner) else key.key_id,
-        identity=key.identity if isinstance(key, KeylessSigner) else None,
-        issuer=key.issuer if isinstance(key, KeylessSigner) else None,
-        signature_tag=None if isinstance(key, KeylessSigner) else cosign.signature_tag(digest),
+        **signer,
         referrers_tag=referrers_tag(digest) if any(a.indexed_by == "tag" for _, _, a in results) else None,
         attachments=[
             Attachment(kind=kind, digest=a.digest, artifact_type=artifact_type, indexed_by=a.indexed_by)

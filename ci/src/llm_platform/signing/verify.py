@@ -30,7 +30,7 @@ from llm_platform.registry.reference import ImageReference
 from llm_platform.signing import cosign, oms, provenance
 from llm_platform.signing.dsse import BadBundleError, open_bundle
 from llm_platform.signing.files import LayerFile, model_files
-from llm_platform.signing.keyless import COSIGN_SIGN_PREDICATE, BadKeylessBundleError, KeylessIdentity
+from llm_platform.signing.keyless import COSIGN_SIGN_PREDICATE, KeylessIdentity
 from llm_platform.signing.keys import VerifyingKey
 from llm_platform.signing.referrers import Referrers, list_referrers
 from llm_platform.signing.sign import check_spec, fetch_modelcar, resolve_digest
@@ -122,10 +122,7 @@ class _Image:
 
     def open_bundle(self, bundle: bytes) -> dict[str, Any]:
         if isinstance(self.key, KeylessIdentity):
-            try:
-                return self.key.open_bundle(bundle)
-            except BadKeylessBundleError as exc:
-                raise BadBundleError(str(exc)) from None
+            return self.key.open_bundle(bundle)
         return open_bundle(self.key, bundle)
 
 
